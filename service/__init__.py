@@ -1,0 +1,56 @@
+"""The auto-login link service: signed, revocable portal links for ticket emails."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+from service.config import load_config, validate_config
+from service.store import Settings, open_store
+from service.tokens import KeyRing
+
+__all__ = ["create_app"]
+
+#: Request bodies above this are refused with 413 before they are read.
+MAX_BODY_BYTES = 1024 * 1024
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    """Create the service: load and check settings, open the store, register blueprints."""
+    app = Flask(__name__, instance_relative_config=True)
+    load_config(app, test_config)
+    deployment = validate_config(app.config, app.instance_path)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.json.sort_keys = False
+
+    store = open_store(
+        deployment.store_url,
+        defaults=Settings(False, deployment.default_ttl_seconds),
+        options=deployment.store_options,
+    )
+    app.extensions["deployment"] = deployment
+    app.extensions["store"] = store
+    app.extensions["ring"] = KeyRing(
+        keys=deployment.signing_keys,
+        active_key_id=deployment.active_key_id,
+        algorithm=deployment.algorithm,
+        issuer=deployment.issuer,
+        audience=deployment.audience,
+        max_ttl_seconds=deployment.max_ttl_seconds,
+        leeway_seconds=deployment.leeway_seconds,
+    )
+    if not app.logger.handlers or app.logger.level == logging.NOTSET:
+        app.logger.setLevel(logging.INFO)
+
+    from service import cli, http, metrics
+    from service.api import admin, links, ops, verify
+
+    metrics.init_app(app)
+    http.init_app(app)
+    for module in (links, verify, admin, ops):
+        app.register_blueprint(module.bp)
+    cli.init_app(app)
+    return app

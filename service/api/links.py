@@ -1,0 +1,78 @@
+"""``POST /v1/links`` and ``POST /v1/links/batch``: links for ticket emails."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify
+
+from service.clock import utcnow
+from service.errors import ApiError
+from service.http import read_json, require_role
+from service.links import LinkAnswer, LinkRequest, build_links, parse_link_request
+
+bp = Blueprint("links", __name__, url_prefix="/v1/links")
+
+MAX_BATCH = 1000
+
+
+def _answer(requests: list[LinkRequest]) -> list[LinkAnswer]:
+    deployment = current_app.extensions["deployment"]
+    store = current_app.extensions["store"]
+    # One store read for the whole batch: settings, epochs, incarnation.
+    state = store.issue_state([r.user_id for r in requests])
+    answers = build_links(
+        requests,
+        state,
+        ring=current_app.extensions["ring"],
+        base_url=deployment.portal_base_url,
+        token_param=deployment.token_param,
+        now=utcnow(),
+    )
+    counter = current_app.extensions["metrics"].links
+    for answer in answers:
+        counter.labels(str(answer.auto_login).lower(), answer.reason or "none").inc()
+    return answers
+
+
+def _parse(body: Any) -> LinkRequest:
+    deployment = current_app.extensions["deployment"]
+    return parse_link_request(
+        body, token_param=deployment.token_param, max_ttl_seconds=deployment.max_ttl_seconds
+    )
+
+
+@bp.post("")
+@require_role("issuer")
+def issue() -> Any:
+    """Answer the link for one email."""
+    request = _parse(read_json())
+    return jsonify(_answer([request])[0].to_json())
+
+
+@bp.post("/batch")
+@require_role("issuer")
+def issue_batch() -> Any:
+    """Answer the links for many emails, in order; a bad item fails alone."""
+    items = read_json().get("items")
+    if not isinstance(items, list) or not items:
+        raise ApiError(400, "invalid_request", "items: must be a list of 1 to 1000 link requests")
+    if len(items) > MAX_BATCH:
+        raise ApiError(
+            413, "batch_too_large", f"items: {len(items)} requests; at most {MAX_BATCH} a batch"
+        )
+    parsed: list[LinkRequest | ApiError] = []
+    for item in items:
+        try:
+            parsed.append(_parse(item))
+        except ApiError as e:
+            parsed.append(e)
+    valid = [p for p in parsed if isinstance(p, LinkRequest)]
+    answers = iter(_answer(valid) if valid else [])
+    out = []
+    for p in parsed:
+        if isinstance(p, ApiError):
+            out.append({"error": {"code": p.code, "detail": p.detail}})
+        else:
+            out.append(next(answers).to_json())
+    return jsonify({"items": out})

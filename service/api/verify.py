@@ -1,0 +1,87 @@
+"""``POST /v1/tokens/verify``: the portal asks who a link signs in."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify
+
+from service.clock import from_seconds, isoformat, utcnow
+from service.errors import ApiError, ExpiredTokenError, RevokedTokenError, TokenError
+from service.http import read_json, require_role
+from service.store import Signin
+from service.tokens import check_epochs, verify_token
+
+bp = Blueprint("verify", __name__, url_prefix="/v1/tokens")
+
+_OUTCOMES = {ExpiredTokenError: "token_expired", RevokedTokenError: "token_revoked"}
+#: Retention pruning runs at most this often per process.
+PRUNE_EVERY = timedelta(minutes=5)
+
+
+def _client(value: Any) -> tuple[str | None, str | None]:
+    if value is None:
+        return None, None
+    if not isinstance(value, Mapping):
+        raise ApiError(400, "invalid_request", "client: must be an object with ip and user_agent")
+    unknown = set(value) - {"ip", "user_agent"}
+    if unknown:
+        raise ApiError(400, "invalid_request", f"client.{sorted(unknown)[0]}: is not allowed")
+    out = []
+    for name, limit in (("ip", 64), ("user_agent", 512)):
+        field = value.get(name)
+        if field is not None and (not isinstance(field, str) or len(field) > limit):
+            raise ApiError(
+                400, "invalid_request", f"client.{name}: must be a string of at most {limit}"
+            )
+        out.append(field)
+    return out[0], out[1]
+
+
+def record_signin(user_id: str, outcome: str, ip: str | None, user_agent: str | None) -> None:
+    """Append to the sign-in log (when enabled) and prune it now and then."""
+    deployment = current_app.extensions["deployment"]
+    if not deployment.signin_log:
+        return
+    store = current_app.extensions["store"]
+    now = utcnow()
+    store.record_signin(Signin(now, user_id, outcome, ip, user_agent))
+    state = current_app.extensions.setdefault("prune", {"next": None})
+    if state["next"] is None or now >= state["next"]:
+        state["next"] = now + PRUNE_EVERY
+        store.prune(before=now - timedelta(days=deployment.log_retention_days))
+
+
+@bp.post("/verify")
+@require_role("portal")
+def verify() -> Any:
+    """Verify a token: signature, claims, then the current epochs."""
+    body = read_json()
+    token = body.get("token")
+    if not isinstance(token, str):
+        raise ApiError(400, "invalid_request", "token: must be a string")
+    ip, user_agent = _client(body.get("client"))
+    counter = current_app.extensions["metrics"].verifications
+    try:
+        claims = verify_token(token, current_app.extensions["ring"])
+        # One store read, after the signature checked out: nothing in a
+        # forged token costs us a round trip or is believed.
+        check_epochs(claims, current_app.extensions["store"].token_state(claims.user_id))
+    except TokenError as e:
+        outcome = _OUTCOMES.get(type(e), "token_invalid")
+        counter.labels(outcome).inc()
+        if e.user_id is not None and outcome != "token_invalid":
+            record_signin(e.user_id, outcome, ip, user_agent)
+        raise
+    counter.labels("ok").inc()
+    record_signin(claims.user_id, "ok", ip, user_agent)
+    return jsonify(
+        {
+            "user_id": claims.user_id,
+            "target": claims.target,
+            "issued_at": isoformat(from_seconds(claims.issued_at)),
+            "expires_at": isoformat(from_seconds(claims.expires_at)),
+        }
+    )

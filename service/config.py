@@ -1,0 +1,300 @@
+"""Load and validate the deployment settings.
+
+Order (each later source wins): ``config/default.toml``, the TOML file named
+by ``$SERVICE_CONFIG``, ``LINKS_<KEY>`` environment variables, then the
+``test_config`` mapping. Validation happens once at start-up and fails with a
+:class:`~service.errors.ConfigError` whose message names the setting and says
+what to do; nothing here falls back to a built-in secret.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import secrets
+import sys
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Flask
+
+from service.errors import ConfigError
+
+__all__ = ["ApiKey", "Deployment", "ROLES", "load_config", "validate_config"]
+
+ROLES = frozenset({"issuer", "portal", "admin"})
+ALGORITHMS = ("HS256", "HS384", "HS512")
+#: The hard ceiling of any link lifetime: 7 days.
+TTL_CEILING_SECONDS = 7 * 24 * 3600
+MIN_TTL_SECONDS = 60
+MIN_SECRET_BYTES = 32
+DEV_SECRETS_FILE = "dev-secrets.json"
+DEV_PORTAL_BASE_URL = "http://127.0.0.1:8080"
+_DEFAULTS_FILE = Path(__file__).resolve().parent.parent / "config" / "default.toml"
+_KEY_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """One caller's API key, known only by its SHA-256 digest."""
+
+    name: str
+    digest: bytes
+    roles: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """Validated deployment settings, prepared once at start-up."""
+
+    env: str
+    portal_base_url: str
+    token_param: str
+    store_url: str
+    store_options: Mapping[str, Any]
+    signing_keys: Mapping[str, bytes]
+    active_key_id: str
+    algorithm: str
+    issuer: str
+    audience: str
+    api_keys: tuple[ApiKey, ...]
+    max_ttl_seconds: int
+    default_ttl_seconds: int
+    leeway_seconds: int
+    signin_log: bool
+    log_retention_days: int
+
+    @property
+    def development(self) -> bool:
+        return self.env == "development"
+
+
+def load_config(app: Flask, test_config: Mapping[str, Any] | None) -> None:
+    """Fill ``app.config`` from every source, in order."""
+    app.config.from_file(str(_DEFAULTS_FILE), load=tomllib.load, text=False)
+    path = os.environ.get("SERVICE_CONFIG")
+    if path:
+        try:
+            app.config.from_file(os.path.abspath(path), load=tomllib.load, text=False)
+        except OSError as e:
+            raise ConfigError(f"SERVICE_CONFIG names {path!r}, which cannot be read: {e}") from e
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"SERVICE_CONFIG file {path!r} is not valid TOML: {e}") from e
+    app.config.from_prefixed_env("LINKS")
+    if test_config:
+        app.config.from_mapping(test_config)
+
+
+def _int(config: Mapping[str, Any], key: str, low: int, high: int) -> int:
+    value = config.get(key)
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ConfigError(f"{key} must be a whole number, not {value!r}")
+    if not low <= value <= high:
+        raise ConfigError(f"{key} is {value}; it must be between {low} and {high}")
+    return value
+
+
+def _float(config: Mapping[str, Any], key: str) -> float:
+    value = config.get(key)
+    if not isinstance(value, int | float) or isinstance(value, bool) or not 0 < value <= 60:
+        raise ConfigError(f"{key} must be a number of seconds above 0 and at most 60")
+    return float(value)
+
+
+def _bool(config: Mapping[str, Any], key: str) -> bool:
+    value = config.get(key)
+    if isinstance(value, str) and value.lower() in {"true", "false", "1", "0"}:
+        value = value.lower() in {"true", "1"}
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key} must be true or false, not {value!r}")
+    return value
+
+
+def _str(config: Mapping[str, Any], key: str) -> str:
+    value = config.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{key} must be a non-empty string")
+    return value.strip()
+
+
+def _portal_base_url(value: Any, development: bool) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(
+            "PORTAL_BASE_URL is required outside development: set it to the portal's origin, "
+            "e.g. https://portal.example.com (in $SERVICE_CONFIG or LINKS_PORTAL_BASE_URL)"
+        )
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"PORTAL_BASE_URL {value!r} must be an http(s) origin with a host")
+    if parts.scheme != "https" and not development:
+        raise ConfigError(
+            "PORTAL_BASE_URL must use https outside development: a login link sent over "
+            "plain http can be read on the way"
+        )
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ConfigError("PORTAL_BASE_URL must be an origin and optional path, nothing more")
+    return value.rstrip("/")
+
+
+def _signing_keys(value: Any) -> dict[str, bytes]:
+    if not isinstance(value, Mapping) or not value:
+        raise ConfigError(
+            "SIGNING_KEYS is missing: set a table of key id -> secret of at least 32 bytes "
+            "in $SERVICE_CONFIG (generate one with: python -c 'import secrets; "
+            "print(secrets.token_urlsafe(48))')"
+        )
+    keys: dict[str, bytes] = {}
+    for kid, secret in value.items():
+        if not isinstance(kid, str) or not _KEY_ID.match(kid):
+            raise ConfigError(
+                f"SIGNING_KEYS has a key id {kid!r}; use 1 to 64 of A-Z a-z 0-9 . _ -"
+            )
+        if not isinstance(secret, str):
+            raise ConfigError(f"SIGNING_KEYS[{kid!r}] must be a string secret")
+        raw = secret.encode()
+        if len(raw) < MIN_SECRET_BYTES:
+            raise ConfigError(
+                f"SIGNING_KEYS[{kid!r}] is {len(raw)} bytes; at least {MIN_SECRET_BYTES} "
+                "are needed (set it in $SERVICE_CONFIG)"
+            )
+        keys[kid] = raw
+    return keys
+
+
+def _api_keys(value: Any) -> tuple[ApiKey, ...]:
+    if not isinstance(value, Mapping) or not value:
+        raise ConfigError(
+            'API_KEYS is missing: set a table of key name -> {sha256 = "<hex digest>", '
+            'roles = ["issuer"]} in $SERVICE_CONFIG'
+        )
+    keys = []
+    for name, entry in value.items():
+        if not isinstance(entry, Mapping):
+            raise ConfigError(f"API_KEYS[{name!r}] must be a table with sha256 and roles")
+        digest = entry.get("sha256")
+        if not isinstance(digest, str) or not _HEX64.match(digest.lower()):
+            raise ConfigError(
+                f"API_KEYS[{name!r}].sha256 must be the 64-character hex SHA-256 digest of "
+                "the key (python -c 'import hashlib,sys; "
+                "print(hashlib.sha256(sys.argv[1].encode()).hexdigest())' KEY)"
+            )
+        roles = entry.get("roles")
+        if (
+            not isinstance(roles, list)
+            or not roles
+            or not all(isinstance(r, str) and r in ROLES for r in roles)
+        ):
+            raise ConfigError(
+                f"API_KEYS[{name!r}].roles must be a non-empty list of {sorted(ROLES)}"
+            )
+        keys.append(ApiKey(str(name), bytes.fromhex(digest.lower()), frozenset(roles)))
+    return tuple(keys)
+
+
+def _dev_secrets(instance_path: str) -> dict[str, Any]:
+    """Load, or create once, the development signing and API keys.
+
+    Only SHA-256 digests of the API keys are written; the keys themselves are
+    printed once, to the terminal that started the service.
+    """
+    path = Path(instance_path) / DEV_SECRETS_FILE
+    Path(instance_path).mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise ConfigError(
+                f"{path} is unreadable ({e}); delete it to generate new development keys"
+            ) from e
+    plain = {role: f"dev-{role}-{secrets.token_urlsafe(24)}" for role in sorted(ROLES)}
+    data = {
+        "SIGNING_KEYS": {"dev1": secrets.token_urlsafe(48)},
+        "API_KEYS": {
+            f"dev-{role}": {"sha256": hashlib.sha256(key.encode()).hexdigest(), "roles": [role]}
+            for role, key in plain.items()
+        },
+    }
+    with os.fdopen(fd, "w") as handle:
+        json.dump(data, handle, indent=2)
+    lines = [
+        "",
+        "Development API keys (shown this once; only their SHA-256 digests are kept in",
+        f"{path}; delete that file and restart to get new ones):",
+    ]
+    lines += [f"  {role:<7} {key}" for role, key in plain.items()]
+    print("\n".join(lines) + "\n", file=sys.stderr, flush=True)
+    return data
+
+
+def validate_config(config: Mapping[str, Any], instance_path: str) -> Deployment:
+    """Check every setting and return them prepared; raise ``ConfigError`` on the first fault."""
+    env = config.get("ENV")
+    if env not in ("production", "development"):
+        raise ConfigError(f"ENV must be 'production' or 'development', not {env!r}")
+    development = env == "development"
+
+    signing_value = config.get("SIGNING_KEYS")
+    api_value = config.get("API_KEYS")
+    if development and (not signing_value or not api_value):
+        generated = _dev_secrets(instance_path)
+        signing_value = signing_value or generated["SIGNING_KEYS"]
+        api_value = api_value or generated["API_KEYS"]
+    signing_keys = _signing_keys(signing_value)
+    active = config.get("ACTIVE_KEY_ID") or next(iter(signing_keys))
+    if active not in signing_keys:
+        raise ConfigError(
+            f"ACTIVE_KEY_ID is {active!r}, which is not a key id of SIGNING_KEYS "
+            f"({', '.join(sorted(signing_keys))})"
+        )
+    algorithm = config.get("TOKEN_ALGORITHM")
+    if algorithm not in ALGORITHMS:
+        raise ConfigError(f"TOKEN_ALGORITHM must be one of {', '.join(ALGORITHMS)}")
+
+    max_ttl = _int(config, "MAX_TOKEN_TTL_SECONDS", MIN_TTL_SECONDS, TTL_CEILING_SECONDS)
+    default_ttl = min(
+        _int(config, "DEFAULT_TOKEN_TTL_SECONDS", MIN_TTL_SECONDS, TTL_CEILING_SECONDS), max_ttl
+    )
+    token_param = _str(config, "TOKEN_PARAM")
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", token_param):
+        raise ConfigError("TOKEN_PARAM must be 1 to 64 of A-Z a-z 0-9 . _ -")
+
+    base = config.get("PORTAL_BASE_URL") or (DEV_PORTAL_BASE_URL if development else None)
+    store_url = config.get("STORE_URL") or "sqlite:///autologin.db"
+    if not isinstance(store_url, str):
+        raise ConfigError("STORE_URL must be a string")
+    prefix = _str(config, "STORE_KEY_PREFIX")
+    return Deployment(
+        env=env,
+        portal_base_url=_portal_base_url(base, development),
+        token_param=token_param,
+        store_url=store_url,
+        store_options={
+            "instance_path": instance_path,
+            "key_prefix": prefix,
+            "redis_socket_timeout_seconds": _float(config, "REDIS_SOCKET_TIMEOUT_SECONDS"),
+            "redis_connect_timeout_seconds": _float(config, "REDIS_CONNECT_TIMEOUT_SECONDS"),
+            "sqlite_timeout_seconds": _float(config, "SQLITE_TIMEOUT_SECONDS"),
+        },
+        signing_keys=signing_keys,
+        active_key_id=active,
+        algorithm=algorithm,
+        issuer=_str(config, "TOKEN_ISSUER"),
+        audience=_str(config, "TOKEN_AUDIENCE"),
+        api_keys=_api_keys(api_value),
+        max_ttl_seconds=max_ttl,
+        default_ttl_seconds=default_ttl,
+        leeway_seconds=_int(config, "LEEWAY_SECONDS", 0, 300),
+        signin_log=_bool(config, "SIGNIN_LOG"),
+        log_retention_days=_int(config, "LOG_RETENTION_DAYS", 1, 3650),
+    )

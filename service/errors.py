@@ -1,0 +1,161 @@
+"""Exceptions of the service, and the one problem+json renderer.
+
+The token errors form a small tree, like itsdangerous' ``exc.py``: callers
+catch :class:`TokenError` and the HTTP layer maps each subclass to one of the
+three codes of the contract (``token_invalid``, ``token_expired``,
+``token_revoked``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, json
+
+__all__ = [
+    "ApiError",
+    "BadSignatureError",
+    "ConfigError",
+    "ExpiredTokenError",
+    "MalformedTokenError",
+    "RevokedTokenError",
+    "StoreDataError",
+    "StoreError",
+    "StoreUnavailableError",
+    "TokenError",
+    "problem",
+]
+
+
+class TokenError(Exception):
+    """Base class of every reason a link cannot sign anyone in."""
+
+    #: Short reason for logs and metrics; never the token itself.
+    reason = "invalid"
+
+    #: The user id of a token whose signature checked out, else ``None``.
+    #: Only a genuine token's claims are believed.
+    user_id: str | None = None
+
+
+class MalformedTokenError(TokenError):
+    """Not a JWT of this service: bad shape, algorithm, audience, claims."""
+
+    reason = "malformed"
+
+
+class BadSignatureError(TokenError):
+    """The signature does not match any key this service holds."""
+
+    reason = "bad_signature"
+
+
+class ExpiredTokenError(TokenError):
+    """A genuine token past its expiry plus the configured leeway."""
+
+    reason = "expired"
+
+    def __init__(self, message: str, *, user_id: str, expired_at: int) -> None:
+        super().__init__(message)
+        self.user_id = user_id
+        #: The ``exp`` claim (seconds since the epoch) of the genuine token.
+        self.expired_at = expired_at
+
+
+class RevokedTokenError(TokenError):
+    """A genuine token issued before the last epoch bump, global or per user."""
+
+    reason = "revoked"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        user_id: str,
+        scope: str,
+        token_epoch: int | str,
+        current_epoch: int | str,
+    ) -> None:
+        super().__init__(message)
+        self.user_id = user_id
+        #: Which counter voided it: ``"store"``, ``"global"`` or ``"user"``.
+        self.scope = scope
+        #: The epoch (or store incarnation) the token was issued in.
+        self.token_epoch = token_epoch
+        #: The current epoch (or store incarnation) in the store.
+        self.current_epoch = current_epoch
+
+
+class ConfigError(Exception):
+    """A deployment setting is missing or wrong; raised by ``create_app``."""
+
+
+class StoreError(Exception):
+    """Base class of store failures: the epoch could not be checked."""
+
+
+class StoreUnavailableError(StoreError):
+    """The store did not answer (down, timed out, locked, unreadable)."""
+
+
+class StoreDataError(StoreError):
+    """The store answered with data of the wrong shape (someone else wrote there)."""
+
+
+class ApiError(Exception):
+    """A request the service refuses, rendered as a problem document."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        *,
+        title: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.title = title
+        self.headers = headers or {}
+
+
+_TITLES = {
+    400: "Bad request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    413: "Payload too large",
+    415: "Unsupported media type",
+    429: "Too many requests",
+    500: "Internal server error",
+    503: "Service unavailable",
+}
+
+
+def problem(
+    status: int,
+    code: str,
+    detail: str,
+    *,
+    title: str | None = None,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Response:
+    """Render an RFC 9457 problem document."""
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": title or _TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    if extra:
+        body.update(extra)
+    response = Response(json.dumps(body), status=status, mimetype="application/problem+json")
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response

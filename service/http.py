@@ -1,0 +1,153 @@
+"""HTTP plumbing shared by the blueprints: JSON bodies, API keys, problem answers."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+from flask import Flask, Response, current_app, g, request
+from werkzeug.exceptions import HTTPException
+
+from service.clock import from_seconds, isoformat
+from service.errors import (
+    ApiError,
+    ExpiredTokenError,
+    RevokedTokenError,
+    StoreDataError,
+    StoreError,
+    TokenError,
+    problem,
+)
+
+__all__ = ["init_app", "read_json", "require_role"]
+
+log = logging.getLogger("service")
+F = TypeVar("F", bound=Callable[..., Any])
+
+_HTTP_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def read_json() -> dict[str, Any]:
+    """Return the request body as a JSON object, or raise ``invalid_json``."""
+    data = request.get_data(cache=True)  # werkzeug raises 413 above MAX_CONTENT_LENGTH
+    try:
+        body = json.loads(data, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as e:
+        # RecursionError: a deeply nested array is not worth a stack.
+        # ValueError covers bad UTF-8, bad syntax and over-long integers.
+        raise ApiError(400, "invalid_json", "the body is not valid JSON") from e
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_json", "the body must be a JSON object")
+    return body
+
+
+def _caller() -> Any:
+    header = request.headers.get("Authorization", "")
+    scheme, _, presented = header.partition(" ")
+    if scheme.lower() != "bearer" or not presented.strip():
+        return None
+    digest = hashlib.sha256(presented.strip().encode("utf-8", "surrogateescape")).digest()
+    found = None
+    # Compare against every key, in constant time each, without stopping early.
+    for key in current_app.extensions["deployment"].api_keys:
+        if hmac.compare_digest(digest, key.digest):
+            found = key
+    return found
+
+
+def require_role(*roles: str) -> Callable[[F], F]:
+    """Let the view run only for a caller whose API key has one of ``roles``."""
+
+    def decorate(view: F) -> F:
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            key = _caller()
+            if key is None:
+                raise ApiError(
+                    401,
+                    "unauthorized",
+                    "send a known API key as Authorization: Bearer <key>",
+                    headers={"WWW-Authenticate": 'Bearer realm="autologin"'},
+                )
+            if not key.roles.intersection(roles):
+                raise ApiError(
+                    403, "forbidden", f"this API key lacks the role {' or '.join(roles)}"
+                )
+            g.actor = key.name
+            return view(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def _token_problem(e: TokenError) -> Response:
+    # Only a token whose signature checked out can reach expired or revoked;
+    # the log gets the precise reason, the caller one of three codes.
+    if isinstance(e, ExpiredTokenError):
+        at = isoformat(from_seconds(e.expired_at))
+        log.info("token refused: expired (user %s)", e.user_id)
+        return problem(401, "token_expired", f"the link expired at {at}", title="Token expired")
+    if isinstance(e, RevokedTokenError):
+        log.info("token refused: revoked, %s epoch changed (user %s)", e.scope, e.user_id)
+        return problem(
+            401, "token_revoked", "the link was revoked; ask for a new one", title="Token revoked"
+        )
+    log.info("token refused: %s", e.reason)
+    return problem(401, "token_invalid", "the link is not valid", title="Token invalid")
+
+
+def init_app(app: Flask) -> None:
+    """Register the error handlers that render every failure as problem+json."""
+
+    @app.errorhandler(ApiError)
+    def api_error(e: ApiError) -> Response:
+        return problem(e.status, e.code, e.detail, title=e.title, headers=e.headers)
+
+    app.register_error_handler(TokenError, _token_problem)
+
+    @app.errorhandler(StoreError)
+    def store_error(e: StoreError) -> Response:
+        if isinstance(e, StoreDataError):
+            log.error("store holds data of the wrong shape: %s", e)
+        else:
+            log.warning("store unavailable: %s", e)
+        return problem(
+            503,
+            "store_unavailable",
+            "the epoch store cannot be reached; try again shortly",
+            headers={"Retry-After": "1"},
+        )
+
+    @app.errorhandler(HTTPException)
+    def http_error(e: HTTPException) -> Response:
+        status = e.code or 500
+        if status >= 500:
+            original = getattr(e, "original_exception", None)
+            log.error("unhandled error in %s: %r", request.endpoint, type(original).__name__)
+            return problem(500, "internal_error", "an unexpected error; it has been logged")
+        code = _HTTP_CODES.get(status, "bad_request")
+        detail = {
+            404: "no such resource",
+            405: f"{request.method} is not allowed here",
+            413: "the body is over 1 MiB",
+        }.get(status, e.description or "bad request")
+        response = problem(status, code, detail)
+        if status == 405 and e.get_response().headers.get("Allow"):
+            response.headers["Allow"] = e.get_response().headers["Allow"]
+        return response

@@ -1,0 +1,214 @@
+"""The link rules: who gets a token in which email, and what the link is.
+
+One code path for the API (``POST /v1/links`` and its batch) and the admin
+console's preview: :func:`parse_link_request` validates one request,
+:func:`decide` says whether the email may carry a token and why not, and
+:func:`build_links` issues the tokens and writes the URLs.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from service.clock import isoformat
+from service.errors import ApiError
+from service.store import IssueState, TokenState
+from service.tokens import USER_ID, KeyRing, issue_token
+
+__all__ = [
+    "LinkAnswer",
+    "LinkRequest",
+    "build_links",
+    "decide",
+    "parse_link_request",
+    "validate_target",
+]
+
+MIN_TTL_SECONDS = 60
+MAX_TARGET_LENGTH = 2048
+MAX_RECIPIENTS = 100
+# A pragmatic address check: one @, an ASCII local part, a dotted host name.
+# Display names ("Alice <a@example.com>") are refused: the caller sends bare
+# addresses, so there is exactly one way to compare them.
+_EMAIL = re.compile(
+    r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@"
+    r"(?=.{1,253}\Z)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+"
+)
+_PRINTABLE_ASCII = re.compile(r"[\x21-\x7e]*")
+
+
+@dataclass(frozen=True)
+class LinkRequest:
+    """One validated link request."""
+
+    user_id: str
+    email: str
+    recipients: tuple[str, ...]  # every address, lower-cased, as given
+    target: str
+    ttl_seconds: int | None
+
+
+@dataclass(frozen=True)
+class LinkAnswer:
+    """The link for one email, with or without a token."""
+
+    url: str
+    auto_login: bool
+    reason: str | None
+    expires_at: datetime | None
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the contract's JSON shape of this answer."""
+        return {
+            "url": self.url,
+            "auto_login": self.auto_login,
+            "reason": self.reason,
+            "expires_at": isoformat(self.expires_at) if self.expires_at else None,
+        }
+
+
+def _invalid(field: str, detail: str) -> ApiError:
+    return ApiError(400, "invalid_request", f"{field}: {detail}")
+
+
+def _address(value: Any, field: str) -> str:
+    if not isinstance(value, str):
+        raise _invalid(field, "must be a string e-mail address")
+    if len(value) > 254 or not _EMAIL.fullmatch(value):
+        raise _invalid(field, "is not an e-mail address")
+    return value.lower()
+
+
+def validate_target(value: Any, token_param: str) -> str:
+    """Return ``value`` if it is a path on the portal, else raise ``invalid_target``."""
+
+    def refuse(why: str) -> ApiError:
+        return ApiError(400, "invalid_target", f"target: {why}")
+
+    if not isinstance(value, str):
+        raise refuse("must be a string path such as /tickets/1234")
+    if not value or len(value) > MAX_TARGET_LENGTH:
+        raise refuse(f"must be 1 to {MAX_TARGET_LENGTH} characters")
+    if not _PRINTABLE_ASCII.fullmatch(value):
+        raise refuse("must be printable ASCII without spaces (percent-encode the rest)")
+    if not value.startswith("/") or value.startswith("//") or "\\" in value:
+        raise refuse("must be a path on the portal starting with a single /")
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc:
+        raise refuse("must be a path on the portal, not a URL")
+    # A portal that decodes the path before redirecting must not end up on
+    # another host: /%2F%2Fevil.test and /%5Cevil.test are refused too.
+    decoded = unquote(parts.path)
+    if decoded.startswith("//") or "\\" in decoded or any(ord(c) < 0x20 for c in decoded):
+        raise refuse("must not encode another host or control characters")
+    for pair in parts.query.split("&"):
+        if pair.split("=", 1)[0] == token_param:
+            raise refuse(f"must not carry the {token_param} parameter itself")
+    return value
+
+
+def parse_link_request(body: Any, *, token_param: str, max_ttl_seconds: int) -> LinkRequest:
+    """Validate one link request body; raise ``ApiError`` naming the field."""
+    if not isinstance(body, Mapping):
+        raise ApiError(400, "invalid_request", "a link request must be a JSON object")
+    user_id = body.get("user_id")
+    if not isinstance(user_id, str) or not USER_ID.fullmatch(user_id):
+        raise _invalid("user_id", "must be 1 to 128 of A-Z a-z 0-9 . _ : @ + -")
+    email = _address(body.get("email"), "email")
+
+    recipients_value = body.get("recipients")
+    if not isinstance(recipients_value, Mapping):
+        raise _invalid("recipients", "must be an object with to, cc and bcc lists")
+    unknown = set(recipients_value) - {"to", "cc", "bcc"}
+    if unknown:
+        raise _invalid(f"recipients.{sorted(unknown)[0]}", "is not to, cc or bcc")
+    if "to" not in recipients_value:
+        raise _invalid("recipients.to", "is required (it may be empty when cc is not)")
+    addresses: list[str] = []
+    for name in ("to", "cc", "bcc"):
+        listed = recipients_value.get(name, [])
+        if not isinstance(listed, list):
+            raise _invalid(f"recipients.{name}", "must be a list of addresses")
+        if len(listed) > MAX_RECIPIENTS:
+            raise _invalid(f"recipients.{name}", f"lists more than {MAX_RECIPIENTS} addresses")
+        addresses += [_address(a, f"recipients.{name}[{i}]") for i, a in enumerate(listed)]
+    if not addresses:
+        raise _invalid("recipients", "lists no address; an email needs at least one")
+
+    target = validate_target(body.get("target", "/"), token_param)
+
+    ttl = body.get("ttl_seconds")
+    if ttl is not None:
+        if not isinstance(ttl, int) or isinstance(ttl, bool):
+            raise _invalid("ttl_seconds", "must be a whole number of seconds")
+        if not MIN_TTL_SECONDS <= ttl <= max_ttl_seconds:
+            raise ApiError(
+                400,
+                "invalid_ttl",
+                f"ttl_seconds must be between {MIN_TTL_SECONDS} and {max_ttl_seconds}",
+            )
+    return LinkRequest(user_id, email, tuple(addresses), target, ttl)
+
+
+def decide(request: LinkRequest, *, enabled: bool) -> str | None:
+    """Return why this email may not carry a token, or ``None`` when it may."""
+    if not enabled:
+        return "disabled"
+    distinct = set(request.recipients)
+    if len(distinct) > 1:
+        return "multiple_recipients"
+    if distinct != {request.email}:
+        return "recipient_mismatch"
+    return None
+
+
+def _url(base: str, target: str, param: str | None, token: str | None) -> str:
+    if token is None:
+        return base + target
+    path_query, hash_mark, fragment = target.partition("#")
+    joiner = "" if path_query.endswith(("?", "&")) else ("&" if "?" in path_query else "?")
+    return f"{base}{path_query}{joiner}{param}={token}{hash_mark}{fragment}"
+
+
+def build_links(
+    requests: Sequence[LinkRequest],
+    state: IssueState,
+    *,
+    ring: KeyRing,
+    base_url: str,
+    token_param: str,
+    now: datetime,
+) -> list[LinkAnswer]:
+    """Answer each request: a token link when the rules allow, else the plain link."""
+    default_ttl = min(state.settings.token_ttl_seconds, ring.max_ttl_seconds)
+    answers = []
+    for request in requests:
+        reason = decide(request, enabled=state.settings.auto_login_enabled)
+        if reason is not None:
+            answers.append(
+                LinkAnswer(_url(base_url, request.target, None, None), False, reason, None)
+            )
+            continue
+        token, claims = issue_token(
+            request.user_id,
+            TokenState(state.incarnation, state.epoch, state.user_epochs[request.user_id]),
+            target=request.target,
+            ring=ring,
+            ttl=request.ttl_seconds or default_ttl,
+            now=now,
+        )
+        answers.append(
+            LinkAnswer(
+                _url(base_url, request.target, token_param, token),
+                True,
+                None,
+                datetime.fromtimestamp(claims.expires_at, now.tzinfo),
+            )
+        )
+    return answers

@@ -1,0 +1,169 @@
+"""The store seam: runtime state shared by every worker and host.
+
+The epochs, the settings and both logs live here, never in a worker's memory
+(Flask's config is not guaranteed to be visible to other workers). Two
+implementations sit behind one protocol: :mod:`service.store.sqlite`, the
+embedded default for one host, and :mod:`service.store.redis`, for several.
+
+Every method raises :class:`~service.errors.StoreUnavailableError` when the
+store cannot be reached and :class:`~service.errors.StoreDataError` when it
+holds data of the wrong shape: the caller then refuses, it never guesses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from service.errors import ConfigError
+
+__all__ = [
+    "AuditEvent",
+    "EpochInfo",
+    "IssueState",
+    "Settings",
+    "Signin",
+    "Store",
+    "TokenState",
+    "open_store",
+]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The admin's settings, shared by every worker."""
+
+    auto_login_enabled: bool
+    token_ttl_seconds: int
+
+
+@dataclass(frozen=True)
+class EpochInfo:
+    """The global epoch and who last changed it."""
+
+    epoch: int
+    changed_at: datetime
+    changed_by: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class TokenState:
+    """What verifying one token needs, read in one round trip."""
+
+    #: Random id written when the store was created; a lost store gets a new one.
+    incarnation: str
+    epoch: int
+    user_epoch: int
+
+
+@dataclass(frozen=True)
+class IssueState:
+    """What issuing links for some users needs, read in one round trip."""
+
+    incarnation: str
+    epoch: int
+    settings: Settings
+    #: Current epoch of each user asked for (0 for a user never revoked).
+    user_epochs: Mapping[str, int]
+
+
+@dataclass(frozen=True)
+class Signin:
+    """One verification of a genuine token (the contact sign-in log)."""
+
+    at: datetime
+    user_id: str
+    outcome: str  # "ok", "token_expired" or "token_revoked"
+    ip: str | None = None
+    user_agent: str | None = None
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """One administrative change."""
+
+    at: datetime
+    actor: str
+    action: str  # "store.create", "epoch.bump", "user.revoke", "settings.update"
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Store(Protocol):
+    """Shared runtime state: epochs, settings, audit and sign-in logs."""
+
+    def token_state(self, user_id: str) -> TokenState:
+        """Read the incarnation, the global epoch and ``user_id``'s epoch at once."""
+        ...
+
+    def issue_state(self, user_ids: Sequence[str]) -> IssueState:
+        """Read everything issuing links for ``user_ids`` needs at once."""
+        ...
+
+    def settings(self) -> Settings:
+        """Read the current settings."""
+        ...
+
+    def update_settings(self, changes: Mapping[str, Any], *, actor: str, now: datetime) -> Settings:
+        """Apply validated ``changes`` atomically, audit them, return the new settings."""
+        ...
+
+    def epoch(self) -> EpochInfo:
+        """Read the global epoch and its last change."""
+        ...
+
+    def bump_epoch(self, *, actor: str, reason: str, now: datetime) -> EpochInfo:
+        """Raise the global epoch by one atomically, audit it, return the new one."""
+        ...
+
+    def revoke_user(self, user_id: str, *, actor: str, reason: str, now: datetime) -> int:
+        """Raise ``user_id``'s epoch by one atomically, audit it, return the new one."""
+        ...
+
+    def record_signin(self, signin: Signin) -> None:
+        """Append one entry to the sign-in log."""
+        ...
+
+    def signins(self, *, user_id: str | None, limit: int) -> list[Signin]:
+        """Return up to ``limit`` sign-ins, newest first, of one user or all."""
+        ...
+
+    def audit_events(self, *, limit: int) -> list[AuditEvent]:
+        """Return up to ``limit`` audit events, newest first."""
+        ...
+
+    def prune(self, *, before: datetime) -> None:
+        """Drop audit and sign-in entries older than ``before``."""
+        ...
+
+    def ping(self) -> None:
+        """Return if the store answers, else raise ``StoreUnavailableError``."""
+        ...
+
+    def close(self) -> None:
+        """Release connections held by this process."""
+        ...
+
+
+def open_store(url: str, *, defaults: Settings, options: Mapping[str, Any] | None = None) -> Store:
+    """Open (and on first use create) the store named by ``url``.
+
+    :param defaults: the settings a new store starts with.
+    :param options: backend options from the deployment settings
+        (timeouts, key prefix); unknown ones are ignored.
+    """
+    options = dict(options or {})
+    if url.startswith("sqlite:"):
+        from service.store.sqlite import SqliteStore
+
+        return SqliteStore.from_url(url, defaults=defaults, **options)
+    if url.startswith(("redis:", "rediss:", "unix:")):
+        from service.store.redis import RedisStore
+
+        return RedisStore.from_url(url, defaults=defaults, **options)
+    raise ConfigError(
+        f"STORE_URL has an unknown scheme ({url.split(':', 1)[0]!r}); "
+        "use sqlite:///path/file.db or redis://host:port/db"
+    )

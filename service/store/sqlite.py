@@ -1,0 +1,372 @@
+"""The embedded store: one SQLite file in WAL mode, for one host.
+
+Every worker process (and thread) opens its own connection; WAL lets
+readers run while one writer commits, and every write is one ``BEGIN
+IMMEDIATE`` transaction, so concurrent bumps from several gunicorn workers
+serialise in SQLite and none is lost.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from service.clock import utcnow
+from service.errors import ConfigError, StoreDataError, StoreUnavailableError
+from service.store import AuditEvent, EpochInfo, IssueState, Settings, Signin, TokenState
+
+__all__ = ["SqliteStore"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    incarnation TEXT NOT NULL,
+    epoch INTEGER NOT NULL,
+    changed_at REAL NOT NULL,
+    changed_by TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    auto_login_enabled INTEGER NOT NULL,
+    token_ttl_seconds INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS user_epochs (
+    user_id TEXT PRIMARY KEY,
+    epoch INTEGER NOT NULL,
+    revoked_at REAL NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_at ON audit (at);
+CREATE TABLE IF NOT EXISTS signins (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    user_id TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    ip TEXT,
+    user_agent TEXT
+);
+CREATE INDEX IF NOT EXISTS signins_user ON signins (user_id, id);
+CREATE INDEX IF NOT EXISTS signins_at ON signins (at);
+"""
+
+# One statement, one round trip: the incarnation, the global epoch and the
+# user's epoch (0 for a user never revoked) as of the same instant.
+_TOKEN_STATE = (
+    "SELECT incarnation, epoch,"
+    " COALESCE((SELECT epoch FROM user_epochs WHERE user_id = ?), 0)"
+    " FROM meta WHERE id = 1"
+)
+_META = (
+    "SELECT incarnation, epoch, changed_at, changed_by, reason,"
+    " auto_login_enabled, token_ttl_seconds FROM meta WHERE id = 1"
+)
+
+
+def _ts(moment: datetime) -> float:
+    return moment.timestamp()
+
+
+def _dt(value: float) -> datetime:
+    return datetime.fromtimestamp(value, UTC)
+
+
+class SqliteStore:
+    """The :class:`~service.store.Store` on one SQLite file."""
+
+    def __init__(self, path: str, *, defaults: Settings, timeout: float = 5.0) -> None:
+        self.path = path
+        self.timeout = timeout
+        self._local = threading.local()
+        self._create(defaults)
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        defaults: Settings,
+        instance_path: str | None = None,
+        sqlite_timeout_seconds: float = 5.0,
+        **_ignored: Any,
+    ) -> SqliteStore:
+        """Open the store named ``sqlite:////abs/path.db`` or ``sqlite:///rel/path.db``.
+
+        A relative path is taken relative to the instance folder, as
+        Flask-SQLAlchemy does, so a development store never lands in the
+        current directory by accident.
+        """
+        if not url.startswith("sqlite:///"):
+            raise ConfigError(
+                f"STORE_URL {url!r} is not a SQLite URL; write sqlite:////abs/path.db "
+                "or sqlite:///relative/path.db"
+            )
+        raw = url[len("sqlite:///") :]
+        if not raw or raw == ":memory:" or raw.startswith("file:"):
+            raise ConfigError(
+                "STORE_URL must name a SQLite file: an in-memory store would give each "
+                "worker its own epoch"
+            )
+        path = Path(raw)
+        if not path.is_absolute():
+            path = Path(instance_path or ".") / path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(f"STORE_URL: cannot create folder {path.parent}: {e}") from e
+        try:
+            return cls(str(path), defaults=defaults, timeout=sqlite_timeout_seconds)
+        except StoreUnavailableError as e:
+            raise ConfigError(f"STORE_URL: cannot open SQLite store {path}: {e}") from e
+        except StoreDataError as e:
+            raise ConfigError(f"STORE_URL: {path} is not a store of this service: {e}") from e
+
+    # -- connections -----------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        # One connection per thread and per process: a connection must never
+        # cross a fork (gunicorn preloads the app, then forks its workers).
+        pid = os.getpid()
+        conn = getattr(self._local, "conn", None)
+        if conn is None or self._local.pid != pid:
+            conn = sqlite3.connect(
+                self.path,
+                timeout=self.timeout,
+                isolation_level=None,
+                check_same_thread=False,
+                cached_statements=64,
+            )
+            conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+            # FULL: a committed bump survives a power cut, not just a crash;
+            # a lost bump would bring revoked tokens back to life.
+            conn.execute("PRAGMA synchronous = FULL")
+            self._local.conn = conn
+            self._local.pid = pid
+        return conn
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.OperationalError as e:
+            # Locked past the timeout, disk I/O error, file gone: not our data's fault.
+            raise StoreUnavailableError(f"SQLite store {self.path}: {e}") from e
+        except sqlite3.DatabaseError as e:
+            raise StoreDataError(f"SQLite store {self.path}: {e}") from e
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._guard():
+            conn = self._conn()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def _create(self, defaults: Settings) -> None:
+        with self._guard():
+            conn = self._conn()
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StoreUnavailableError(f"cannot switch {self.path} to WAL mode")
+        with self._write() as conn:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            if conn.execute("SELECT 1 FROM meta WHERE id = 1").fetchone() is None:
+                now = utcnow()
+                incarnation = secrets.token_urlsafe(9)
+                conn.execute(
+                    "INSERT INTO meta VALUES (1, ?, 1, ?, 'system', 'store created', ?, ?)",
+                    (
+                        incarnation,
+                        _ts(now),
+                        int(defaults.auto_login_enabled),
+                        defaults.token_ttl_seconds,
+                    ),
+                )
+                self._audit(conn, now, "system", "store.create", {"incarnation": incarnation})
+        self._meta()  # check the shape of an existing store now, not on the first click
+
+    # -- reads -----------------------------------------------------------
+
+    def _meta(self) -> tuple[Any, ...]:
+        with self._guard():
+            row = self._conn().execute(_META).fetchone()
+        if row is None:
+            raise StoreDataError(f"SQLite store {self.path} has no meta row")
+        incarnation, epoch, changed_at, changed_by, reason, enabled, ttl = row
+        if not (
+            isinstance(incarnation, str)
+            and isinstance(epoch, int)
+            and isinstance(enabled, int)
+            and isinstance(ttl, int)
+            and isinstance(changed_at, int | float)
+        ):
+            raise StoreDataError(f"SQLite store {self.path} has a meta row of the wrong shape")
+        return row
+
+    def token_state(self, user_id: str) -> TokenState:
+        with self._guard():
+            row = self._conn().execute(_TOKEN_STATE, (user_id,)).fetchone()
+        if row is None:
+            raise StoreDataError(f"SQLite store {self.path} has no meta row")
+        incarnation, epoch, user_epoch = row
+        if not (isinstance(incarnation, str) and isinstance(epoch, int)):
+            raise StoreDataError(f"SQLite store {self.path} has a meta row of the wrong shape")
+        if not isinstance(user_epoch, int):
+            raise StoreDataError(f"SQLite store {self.path} has a user epoch of the wrong shape")
+        return TokenState(incarnation, epoch, user_epoch)
+
+    def issue_state(self, user_ids: Sequence[str]) -> IssueState:
+        unique = list(dict.fromkeys(user_ids))
+        with self._guard():
+            conn = self._conn()
+            # One read transaction so settings and epochs are one snapshot.
+            conn.execute("BEGIN")
+            try:
+                meta = self._meta()
+                epochs: dict[str, int] = {}
+                for start in range(0, len(unique), 900):
+                    chunk = unique[start : start + 900]
+                    marks = ",".join("?" * len(chunk))
+                    for user_id, epoch in conn.execute(
+                        f"SELECT user_id, epoch FROM user_epochs WHERE user_id IN ({marks})",
+                        chunk,
+                    ):
+                        epochs[user_id] = epoch
+            finally:
+                conn.execute("COMMIT")
+        incarnation, epoch, _, _, _, enabled, ttl = meta
+        return IssueState(
+            incarnation=incarnation,
+            epoch=epoch,
+            settings=Settings(bool(enabled), ttl),
+            user_epochs={u: epochs.get(u, 0) for u in unique},
+        )
+
+    def settings(self) -> Settings:
+        meta = self._meta()
+        return Settings(bool(meta[5]), meta[6])
+
+    def epoch(self) -> EpochInfo:
+        _, epoch, changed_at, changed_by, reason, _, _ = self._meta()
+        return EpochInfo(epoch, _dt(changed_at), changed_by, reason)
+
+    def signins(self, *, user_id: str | None, limit: int) -> list[Signin]:
+        with self._guard():
+            if user_id is None:
+                rows = self._conn().execute(
+                    "SELECT at, user_id, outcome, ip, user_agent FROM signins"
+                    " ORDER BY id DESC LIMIT ?",
+                    (limit,),
+                )
+            else:
+                rows = self._conn().execute(
+                    "SELECT at, user_id, outcome, ip, user_agent FROM signins"
+                    " WHERE user_id = ? ORDER BY id DESC LIMIT ?",
+                    (user_id, limit),
+                )
+            return [Signin(_dt(at), u, o, ip, ua) for at, u, o, ip, ua in rows.fetchall()]
+
+    def audit_events(self, *, limit: int) -> list[AuditEvent]:
+        with self._guard():
+            rows = (
+                self._conn()
+                .execute(
+                    "SELECT at, actor, action, detail FROM audit ORDER BY id DESC LIMIT ?", (limit,)
+                )
+                .fetchall()
+            )
+        events = []
+        for at, actor, action, detail in rows:
+            try:
+                parsed = json.loads(detail)
+            except ValueError as e:
+                raise StoreDataError(f"audit event with unreadable detail: {e}") from e
+            events.append(AuditEvent(_dt(at), actor, action, parsed))
+        return events
+
+    def ping(self) -> None:
+        self._meta()
+
+    # -- writes ----------------------------------------------------------
+
+    @staticmethod
+    def _audit(
+        conn: sqlite3.Connection, now: datetime, actor: str, action: str, detail: Mapping[str, Any]
+    ) -> None:
+        conn.execute(
+            "INSERT INTO audit (at, actor, action, detail) VALUES (?, ?, ?, ?)",
+            (_ts(now), actor, action, json.dumps(dict(detail), sort_keys=True)),
+        )
+
+    def update_settings(self, changes: Mapping[str, Any], *, actor: str, now: datetime) -> Settings:
+        columns = {"auto_login_enabled": int, "token_ttl_seconds": int}
+        with self._write() as conn:
+            for name, value in changes.items():
+                conn.execute(f"UPDATE meta SET {name} = ? WHERE id = 1", (columns[name](value),))
+            self._audit(conn, now, actor, "settings.update", dict(changes))
+        return self.settings()
+
+    def bump_epoch(self, *, actor: str, reason: str, now: datetime) -> EpochInfo:
+        with self._write() as conn:
+            row = conn.execute(
+                "UPDATE meta SET epoch = epoch + 1, changed_at = ?, changed_by = ?, reason = ?"
+                " WHERE id = 1 RETURNING epoch",
+                (_ts(now), actor, reason),
+            ).fetchone()
+            if row is None:
+                raise StoreDataError(f"SQLite store {self.path} has no meta row")
+            self._audit(conn, now, actor, "epoch.bump", {"epoch": row[0], "reason": reason})
+        return EpochInfo(row[0], _dt(_ts(now)), actor, reason)
+
+    def revoke_user(self, user_id: str, *, actor: str, reason: str, now: datetime) -> int:
+        with self._write() as conn:
+            row = conn.execute(
+                "INSERT INTO user_epochs (user_id, epoch, revoked_at) VALUES (?, 1, ?)"
+                " ON CONFLICT (user_id) DO UPDATE SET epoch = epoch + 1,"
+                " revoked_at = excluded.revoked_at RETURNING epoch",
+                (user_id, _ts(now)),
+            ).fetchone()
+            self._audit(
+                conn,
+                now,
+                actor,
+                "user.revoke",
+                {"user_id": user_id, "user_epoch": row[0], "reason": reason},
+            )
+        return int(row[0])
+
+    def record_signin(self, signin: Signin) -> None:
+        with self._guard():
+            self._conn().execute(
+                "INSERT INTO signins (at, user_id, outcome, ip, user_agent) VALUES (?, ?, ?, ?, ?)",
+                (_ts(signin.at), signin.user_id, signin.outcome, signin.ip, signin.user_agent),
+            )
+
+    def prune(self, *, before: datetime) -> None:
+        with self._write() as conn:
+            conn.execute("DELETE FROM audit WHERE at < ?", (_ts(before),))
+            conn.execute("DELETE FROM signins WHERE at < ?", (_ts(before),))
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and self._local.pid == os.getpid():
+            conn.close()
+        self._local = threading.local()

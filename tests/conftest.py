@@ -1,0 +1,155 @@
+"""Shared fixtures: an app on either store, its client and runner, and actions."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from pathlib import Path
+from typing import Any
+
+import freezegun
+import pytest
+
+from service import create_app
+
+# The Redis client measures its own timeouts; freezegun must not stop its clock.
+freezegun.configure(extend_ignore_list=["redis"])
+
+#: Plain API keys of the test deployment; the app knows only their digests.
+API_KEYS = {
+    "issuer-key": ("test-issuer-0123456789abcdefghijklmnop", ["issuer"]),
+    "portal-key": ("test-portal-0123456789abcdefghijklmnop", ["portal"]),
+    "admin-key": ("test-admin-0123456789abcdefghijklmnopq", ["admin"]),
+    "ops-key": ("test-multi-0123456789abcdefghijklmnopqr", ["issuer", "portal", "admin"]),
+}
+SIGNING_KEYS = {
+    "k1": "test-signing-secret-k1-0123456789abcdefghijklmnop",
+    "k2": "test-signing-secret-k2-0123456789abcdefghijklmnop",
+}
+PORTAL = "https://portal.example.com"
+#: Every secret of the test deployment: nothing the service logs may hold one.
+SECRETS = [key for key, _ in API_KEYS.values()] + list(SIGNING_KEYS.values())
+
+
+def api_keys_config() -> dict[str, Any]:
+    return {
+        name: {"sha256": hashlib.sha256(key.encode()).hexdigest(), "roles": roles}
+        for name, (key, roles) in API_KEYS.items()
+    }
+
+
+def auth(name: str) -> dict[str, str]:
+    """Return the Authorization header of the test key ``name``."""
+    return {"Authorization": f"Bearer {API_KEYS[name][0]}"}
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    from tests.support.redis_server import RedisServer
+
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def store_url(request, tmp_path) -> str:
+    """A fresh, empty store URL of each kind."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    server = request.getfixturevalue("redis_server")
+    return server.url
+
+
+@pytest.fixture
+def config(store_url) -> dict[str, Any]:
+    """The test deployment: production rules, a fresh store, known keys."""
+    return {
+        "ENV": "production",
+        "PORTAL_BASE_URL": PORTAL,
+        "STORE_URL": store_url,
+        # A unique prefix gives every test an empty Redis namespace.
+        "STORE_KEY_PREFIX": f"test-{uuid.uuid4().hex[:12]}:",
+        "SIGNING_KEYS": dict(SIGNING_KEYS),
+        "ACTIVE_KEY_ID": "k1",
+        "API_KEYS": api_keys_config(),
+    }
+
+
+@pytest.fixture
+def app(config):
+    app = create_app(config)
+    app.config["TESTING"] = True
+    yield app
+    app.extensions["store"].close()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def frozen():
+    with freezegun.freeze_time("2026-11-25T10:00:00Z") as freezer:
+        yield freezer
+
+
+class LinkActions:
+    """Call the service as its three callers do."""
+
+    def __init__(self, client) -> None:
+        self.client = client
+
+    def enable(self, enabled: bool = True, **extra: Any):
+        body = {"auto_login_enabled": enabled, **extra}
+        response = self.client.patch("/v1/admin/settings", json=body, headers=auth("admin-key"))
+        assert response.status_code == 200, response.json
+        return response.json
+
+    def issue(self, user_id: str = "42", email: str = "alice@example.com", **body: Any):
+        payload = {
+            "user_id": user_id,
+            "email": email,
+            "recipients": body.pop("recipients", {"to": [email]}),
+            **body,
+        }
+        return self.client.post("/v1/links", json=payload, headers=auth("issuer-key"))
+
+    def token(self, user_id: str = "42", **body: Any) -> str:
+        """Issue a link with a token and return the token."""
+        response = self.issue(user_id, **body)
+        assert response.status_code == 200, response.json
+        assert response.json["auto_login"] is True, response.json
+        return response.json["url"].split("auto_login=", 1)[1].split("#")[0]
+
+    def verify(self, token: str, **body: Any):
+        return self.client.post(
+            "/v1/tokens/verify", json={"token": token, **body}, headers=auth("portal-key")
+        )
+
+    def bump(self, reason: str = "test bump"):
+        return self.client.post(
+            "/v1/admin/epoch/bump", json={"reason": reason}, headers=auth("admin-key")
+        )
+
+    def revoke(self, user_id: str, reason: str = "test revoke"):
+        return self.client.post(
+            f"/v1/admin/users/{user_id}/revoke", json={"reason": reason}, headers=auth("admin-key")
+        )
+
+
+@pytest.fixture
+def links(client) -> LinkActions:
+    return LinkActions(client)
+
+
+@pytest.fixture
+def project_root() -> Path:
+    return Path(__file__).resolve().parent.parent
