@@ -12,17 +12,17 @@ import tempfile
 preload_app = True
 worker_class = "sync"
 
-
-def on_starting(server):
-    # prometheus-client's multiprocess mode: every worker writes its counts
-    # into this folder, /metrics adds them up. It must be set (and emptied)
-    # before the app, and so prometheus_client, is imported.
-    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if not path:
-        path = os.path.join(tempfile.gettempdir(), f"autologin-metrics-{os.getpid()}")
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
-    shutil.rmtree(path, ignore_errors=True)
-    os.makedirs(path, exist_ok=True)
+# prometheus-client's multiprocess mode: every worker writes its counts into
+# this folder and /metrics adds them up. It must exist, empty, before the app
+# (and so prometheus_client) is imported, which preload_app does right after
+# this file is read, before any server hook runs.
+_metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+_own_dir = not _metrics_dir
+if _own_dir:
+    _metrics_dir = os.path.join(tempfile.gettempdir(), f"autologin-metrics-{os.getpid()}")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
+shutil.rmtree(_metrics_dir, ignore_errors=True)
+os.makedirs(_metrics_dir, exist_ok=True)
 
 
 def child_exit(server, worker):
@@ -32,6 +32,5 @@ def child_exit(server, worker):
 
 
 def on_exit(server):
-    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
-    if os.path.basename(path).startswith("autologin-metrics-"):
-        shutil.rmtree(path, ignore_errors=True)
+    if _own_dir:
+        shutil.rmtree(_metrics_dir, ignore_errors=True)

@@ -18,9 +18,15 @@ __all__ = ["create_app"]
 MAX_BODY_BYTES = 1024 * 1024
 
 
-def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
-    """Create the service: load and check settings, open the store, register blueprints."""
-    app = Flask(__name__, instance_relative_config=True)
+def create_app(
+    test_config: Mapping[str, Any] | None = None, *, instance_path: str | None = None
+) -> Flask:
+    """Create the service: load and check settings, open the store, register blueprints.
+
+    :param instance_path: the instance folder (development keys, the default
+        SQLite store); Flask's default ``./instance`` of the project when omitted.
+    """
+    app = Flask(__name__, instance_relative_config=True, instance_path=instance_path)
     load_config(app, test_config)
     deployment = validate_config(app.config, app.instance_path)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES

@@ -260,6 +260,14 @@ def validate_config(config: Mapping[str, Any], instance_path: str) -> Deployment
     algorithm = config.get("TOKEN_ALGORITHM")
     if algorithm not in ALGORITHMS:
         raise ConfigError(f"TOKEN_ALGORITHM must be one of {', '.join(ALGORITHMS)}")
+    # An HMAC key shorter than the hash output weakens it (RFC 7518 3.2).
+    needed = {"HS256": 32, "HS384": 48, "HS512": 64}[algorithm]
+    for kid, secret in signing_keys.items():
+        if len(secret) < needed:
+            raise ConfigError(
+                f"SIGNING_KEYS[{kid!r}] is {len(secret)} bytes; {algorithm} needs at least "
+                f"{needed} (set it in $SERVICE_CONFIG)"
+            )
 
     max_ttl = _int(config, "MAX_TOKEN_TTL_SECONDS", MIN_TTL_SECONDS, TTL_CEILING_SECONDS)
     default_ttl = min(

@@ -44,10 +44,10 @@ def auth(name: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory):
+def redis_server():
     from tests.support.redis_server import RedisServer
 
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server = RedisServer()
     server.start()
     yield server
     server.stop()

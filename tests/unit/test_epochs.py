@@ -1,0 +1,145 @@
+"""Store-level behaviour, the same on SQLite and Redis."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from service.store import Settings, Signin, open_store
+
+T0 = datetime(2026, 11, 25, 10, 0, 0, tzinfo=UTC)
+DEFAULTS = Settings(False, 259200)
+
+
+@pytest.fixture
+def options(tmp_path) -> dict:
+    return {"instance_path": str(tmp_path), "key_prefix": f"test-{uuid.uuid4().hex[:12]}:"}
+
+
+@pytest.fixture
+def store(store_url, options):
+    store = open_store(store_url, defaults=DEFAULTS, options=options)
+    yield store
+    store.close()
+
+
+def test_new_store_starts_at_epoch_1_disabled_with_default_lifetime(store):
+    info = store.epoch()
+    assert (info.epoch, info.changed_by) == (1, "system")
+    assert store.settings() == DEFAULTS
+    events = store.audit_events(limit=10)
+    assert [e.action for e in events] == ["store.create"]
+
+
+def test_token_state_reads_incarnation_and_both_epochs(store):
+    state = store.token_state("42")
+    assert (state.epoch, state.user_epoch) == (1, 0)
+    assert len(state.incarnation) >= 8
+
+
+def test_bump_returns_the_new_epoch_and_audits_it(store):
+    info = store.bump_epoch(actor="ops", reason="leak", now=T0)
+    assert (info.epoch, info.changed_by, info.reason) == (2, "ops", "leak")
+    assert store.epoch().epoch == 2
+    assert store.token_state("42").epoch == 2
+    event = store.audit_events(limit=1)[0]
+    assert (event.action, event.actor, event.detail["epoch"]) == ("epoch.bump", "ops", 2)
+
+
+def test_concurrent_bumps_are_never_lost(store):
+    before = store.epoch().epoch
+
+    def bump_25() -> None:
+        for _ in range(25):
+            store.bump_epoch(actor="t", reason="race", now=T0)
+
+    threads = [threading.Thread(target=bump_25) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert store.epoch().epoch == before + 200
+
+
+def test_revoke_user_touches_only_that_user(store):
+    assert store.revoke_user("42", actor="ops", reason="lost phone", now=T0) == 1
+    assert store.revoke_user("42", actor="ops", reason="again", now=T0) == 2
+    assert store.token_state("42").user_epoch == 2
+    assert store.token_state("43").user_epoch == 0
+    assert store.token_state("42").epoch == 1
+    event = store.audit_events(limit=1)[0]
+    assert event.action == "user.revoke"
+    assert event.detail["user_id"] == "42"
+
+
+def test_issue_state_reads_settings_and_every_users_epoch(store):
+    store.revoke_user("b", actor="ops", reason="r", now=T0)
+    state = store.issue_state(["a", "b", "a"])
+    assert dict(state.user_epochs) == {"a": 0, "b": 1}
+    assert state.settings == DEFAULTS
+    assert state.incarnation == store.token_state("a").incarnation
+
+
+def test_settings_update_is_audited(store):
+    new = store.update_settings(
+        {"auto_login_enabled": True, "token_ttl_seconds": 3600}, actor="ops", now=T0
+    )
+    assert new == Settings(True, 3600)
+    assert store.settings() == new
+    assert store.audit_events(limit=1)[0].action == "settings.update"
+
+
+def test_state_survives_reopening(store_url, options, store):
+    store.bump_epoch(actor="ops", reason="r", now=T0)
+    store.revoke_user("42", actor="ops", reason="r", now=T0)
+    store.update_settings({"auto_login_enabled": True}, actor="ops", now=T0)
+    incarnation = store.token_state("42").incarnation
+    again = open_store(store_url, defaults=DEFAULTS, options=options)
+    try:
+        state = again.token_state("42")
+        assert (state.incarnation, state.epoch, state.user_epoch) == (incarnation, 2, 1)
+        assert again.settings().auto_login_enabled is True
+    finally:
+        again.close()
+
+
+def test_signins_newest_first_and_filtered_by_user(store):
+    for i, user in enumerate(["a", "b", "a"]):
+        store.record_signin(Signin(T0 + timedelta(seconds=i), user, "ok", f"10.0.0.{i}", "UA"))
+    assert [s.ip for s in store.signins(user_id=None, limit=10)] == [
+        "10.0.0.2",
+        "10.0.0.1",
+        "10.0.0.0",
+    ]
+    assert [s.ip for s in store.signins(user_id="a", limit=1)] == ["10.0.0.2"]
+
+
+def test_prune_drops_only_old_entries(store):
+    store.record_signin(Signin(T0 - timedelta(days=100), "a", "ok"))
+    store.record_signin(Signin(T0, "a", "token_expired"))
+    store.bump_epoch(actor="ops", reason="r", now=T0)
+    store.prune(before=T0 - timedelta(days=90))
+    assert [s.outcome for s in store.signins(user_id=None, limit=10)] == ["token_expired"]
+    # store.create happened at the real time of the test run, later than T0 - 90 days.
+    assert [e.action for e in store.audit_events(limit=10)] == ["epoch.bump", "store.create"]
+
+
+def test_each_new_store_gets_its_own_incarnation(store_url, tmp_path, options):
+    first = open_store(store_url, defaults=DEFAULTS, options=options)
+    if store_url.startswith("sqlite"):
+        other_url = f"sqlite:///{tmp_path / 'other.db'}"
+    else:
+        other_url = store_url
+    second = open_store(
+        other_url,
+        defaults=DEFAULTS,
+        options={**options, "key_prefix": "other-" + options["key_prefix"]},
+    )
+    try:
+        assert first.token_state("x").incarnation != second.token_state("x").incarnation
+    finally:
+        first.close()
+        second.close()
