@@ -66,7 +66,7 @@ def render(metrics: Metrics) -> Response:
         multiprocess.MultiProcessCollector(registry)
     else:
         registry = metrics.registry
-    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
 
 def init_app(app: Flask) -> None:

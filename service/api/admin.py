@@ -76,14 +76,15 @@ def validate_settings(body: Any) -> dict[str, Any]:
 
 def validate_reason(value: Any) -> str:
     """Return a stripped reason of 1 to 500 characters, or raise ``invalid_request``."""
-    if not isinstance(value, str) or not 1 <= len(value.strip()) <= MAX_REASON:
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_REASON:
         raise ApiError(400, "invalid_request", f"reason: must be 1 to {MAX_REASON} characters")
     return value.strip()
 
 
 def _limit() -> int:
     raw = request.args.get("limit", "50")
-    if not raw.isdigit() or not 1 <= int(raw) <= 500:
+    # isascii: str.isdigit() also accepts digits such as "²" that int() refuses.
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 500:
         raise ApiError(400, "invalid_request", "limit: must be a whole number from 1 to 500")
     return int(raw)
 

@@ -34,7 +34,12 @@ def readyz() -> Any:
     try:
         current_app.extensions["store"].ping()
     except StoreError:
-        return problem(503, "store_unavailable", "the epoch store does not answer")
+        return problem(
+            503,
+            "store_unavailable",
+            "the epoch store does not answer",
+            headers={"Retry-After": "1"},
+        )
     return jsonify({"status": "ready"})
 
 

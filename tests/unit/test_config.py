@@ -163,3 +163,16 @@ def test_api_keys_are_held_as_digests_only(base):
     plain = [key for key, _ in API_KEYS.values()]
     assert all(len(k.digest) == 32 for k in deployment.api_keys)
     assert not any(p.encode() in k.digest for p in plain for k in deployment.api_keys)
+
+
+def test_production_example_documents_every_default_key_and_loads(project_root, tmp_path):
+    import tomllib
+
+    example = tomllib.loads((project_root / "config/production.example.toml").read_text())
+    defaults = tomllib.loads((project_root / "config/default.toml").read_text())
+    assert set(defaults) <= set(example)
+    example["SIGNING_KEYS"] = {"2026-11": "s" * 48}
+    example["API_KEYS"] = api_keys_config()
+    example["STORE_URL"] = f"sqlite:///{tmp_path / 'store.db'}"
+    deployment = create_app(example).extensions["deployment"]
+    assert deployment.active_key_id == "2026-11"
