@@ -8,9 +8,10 @@ three codes of the contract (``token_invalid``, ``token_expired``,
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from flask import Response, json
+from flask import Response
 
 __all__ = [
     "ApiError",
@@ -155,7 +156,9 @@ def problem(
     }
     if extra:
         body.update(extra)
-    response = Response(json.dumps(body), status=status, mimetype="application/problem+json")
+    response = Response(
+        json.dumps(body, separators=(",", ":")), status=status, mimetype="application/problem+json"
+    )
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response
