@@ -53,7 +53,28 @@ def read_json() -> dict[str, Any]:
         raise ApiError(400, "invalid_json", "the body is not valid JSON") from e
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_json", "the body must be a JSON object")
+    # JSON may spell a lone UTF-16 surrogate ("\ud800"); no store can encode
+    # it, so refuse it here, once, instead of failing deep inside a write.
+    if b"\\u" in data and not _encodable(body):
+        raise ApiError(400, "invalid_json", "the body holds a lone Unicode surrogate")
     return body
+
+
+def _encodable(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
 
 
 def _caller() -> Any:

@@ -47,10 +47,8 @@ def auth(name: str) -> dict[str, str]:
 def redis_server():
     from tests.support.redis_server import RedisServer
 
-    server = RedisServer()
-    server.start()
-    yield server
-    server.stop()
+    with RedisServer() as server:
+        yield server
 
 
 @pytest.fixture(params=["sqlite", "redis"])

@@ -1,0 +1,471 @@
+"""The shared store on Redis, for several hosts.
+
+Every key starts with ``key_prefix`` (``autologin:`` by default), so several
+deployments can share one Redis::
+
+    {p}meta            hash: incarnation, epoch, changed_at, changed_by, reason,
+                       auto_login_enabled (0/1), token_ttl_seconds
+    {p}user_epochs     hash: user id -> epoch (absent: 0); O(1) with millions of users
+    {p}seq             counter numbering log entries in the order they were written
+    {p}audit           sorted set by number: JSON [seq, at, [actor, action, detail]]
+    {p}signins         sorted set by number: JSON [seq, at, [user, outcome, ip, ua]]
+    {p}signins:<user>  the same members, one user's only (the newest MAX_USER_SIGNINS)
+    {p}audit_at, {p}signins_at   sorted sets seq -> at, so prune finds old entries
+
+Both logs read newest-written first, as the SQLite store does, and keep at
+most ``max_log_entries`` entries besides what ``prune`` drops by time.
+
+Every change is one Lua script, which Redis runs with nothing in between:
+two admins bumping at once on two hosts get two epochs, never one, and the
+audit event is written in the same step. (Redis does not roll back a script
+that fails half-way, say on a foreign key of the wrong type; the epoch is
+written first, so such a failure can lose an audit event, never a bump.) A
+lost bump brings revoked tokens back to life; that is also why production
+Redis needs ``appendonly yes`` (and ``appendfsync always`` for power cuts).
+
+When ``{p}meta`` is missing (Redis lost its data, or FLUSHALL), the next call
+re-creates the store with a new random incarnation, in one script, so racing
+workers agree on one, and tokens of the old incarnation are refused.
+Standalone Redis only: prune touches per-user keys it derives itself.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from redis import Redis
+from redis.backoff import NoBackoff
+from redis.commands.core import Script
+from redis.exceptions import (
+    ClusterDownError,
+    ConnectionError,
+    NoPermissionError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisError,
+    ResponseError,
+    TimeoutError,
+    TryAgainError,
+)
+from redis.retry import Retry
+
+from service.clock import utcnow
+from service.errors import ConfigError, StoreDataError, StoreError, StoreUnavailableError
+from service.store import AuditEvent, EpochInfo, IssueState, Settings, Signin, TokenState
+
+__all__ = ["RedisStore"]
+
+log = logging.getLogger(__name__)
+
+#: Sign-ins kept per user; the admin API reads at most 500.
+MAX_USER_SIGNINS = 1000
+
+# Append [seq, at, entry] to a log and trim it; a trimmed sign-in leaves its user's set too.
+_APPEND = """
+local function append(seqkey, logkey, atkey, at, entry, userprefix)
+  local seq = redis.call('INCR', seqkey)
+  local member = '[' .. seq .. ',' .. at .. ',' .. entry .. ']'
+  redis.call('ZADD', logkey, seq, member)
+  redis.call('ZADD', atkey, at, seq)
+  for _ = 1, 4 do
+    if redis.call('ZCARD', logkey) <= MAX_LOG then break end
+    local old = redis.call('ZPOPMIN', logkey)
+    redis.call('ZREM', atkey, old[2])
+    if userprefix then redis.call('ZREM', userprefix .. cjson.decode(old[1])[3][1], old[1]) end
+  end
+  return seq, member
+end
+"""
+# KEYS[1] meta, KEYS[2] seq, KEYS[3] audit, KEYS[4] audit_at in every script that audits.
+_AUDIT = (
+    _APPEND
+    + """
+local function audit(at, actor, action, detail)
+  local entry = '[' .. cjson.encode(actor) .. ',' .. cjson.encode(action) .. ',' .. detail .. ']'
+  append(KEYS[2], KEYS[3], KEYS[4], at, entry, nil)
+end
+"""
+)
+_CREATE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'incarnation', ARGV[1], 'epoch', 1, 'changed_at', ARGV[2],
+  'changed_by', 'system', 'reason', 'store created',
+  'auto_login_enabled', ARGV[3], 'token_ttl_seconds', ARGV[4])
+audit(ARGV[2], 'system', 'store.create', '{"incarnation": ' .. cjson.encode(ARGV[1]) .. '}')
+return 1
+"""
+_BUMP = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+if not redis.call('HGET', KEYS[1], 'epoch') then return redis.error_reply('ERR no epoch') end
+local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
+redis.call('HSET', KEYS[1], 'changed_at', ARGV[1], 'changed_by', ARGV[2], 'reason', ARGV[3])
+audit(ARGV[1], ARGV[2], 'epoch.bump',
+  '{"epoch": ' .. epoch .. ', "reason": ' .. cjson.encode(ARGV[3]) .. '}')
+return epoch
+"""
+_REVOKE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local epoch = redis.call('HINCRBY', KEYS[5], ARGV[1], 1)
+audit(ARGV[2], ARGV[3], 'user.revoke', '{"reason": ' .. cjson.encode(ARGV[4])
+  .. ', "user_epoch": ' .. epoch .. ', "user_id": ' .. cjson.encode(ARGV[1]) .. '}')
+return epoch
+"""
+_SETTINGS = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+if #ARGV > 3 then redis.call('HSET', KEYS[1], unpack(ARGV, 4)) end
+audit(ARGV[1], ARGV[2], 'settings.update', ARGV[3])
+return redis.call('HMGET', KEYS[1], 'auto_login_enabled', 'token_ttl_seconds')
+"""
+# The hot path: incarnation, global epoch and user epoch as of one instant.
+_TOKEN_STATE = """
+local m = redis.call('HMGET', KEYS[1], 'incarnation', 'epoch')
+if not m[1] and not m[2] and redis.call('EXISTS', KEYS[1]) == 0 then return false end
+return {m[1], m[2], redis.call('HGET', KEYS[2], ARGV[1])}
+"""
+_ISSUE_STATE = """
+local meta = redis.call('HGETALL', KEYS[1])
+if #meta == 0 then return false end
+local epochs = {}
+for i = 1, #ARGV, 1000 do  -- unpack() has a stack limit
+  for _, v in ipairs(redis.call('HMGET', KEYS[2], unpack(ARGV, i, math.min(i + 999, #ARGV)))) do
+    epochs[#epochs + 1] = v
+  end
+end
+return {meta, epochs}
+"""
+# KEYS: seq, signins, signins_at, signins:<user>; ARGV: at, entry, per-user key prefix.
+_SIGNIN = (
+    _APPEND
+    + """
+local seq, member = append(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3])
+redis.call('ZADD', KEYS[4], seq, member)
+redis.call('ZREMRANGEBYRANK', KEYS[4], 0, -MAX_USER - 1)
+"""
+)
+# KEYS: log, log_at; ARGV: '(' .. before, batch size, per-user key prefix or ''.
+_PRUNE = """
+local seqs = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+for _, seq in ipairs(seqs) do
+  for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], seq, seq)) do
+    redis.call('ZREM', KEYS[1], member)
+    if ARGV[3] ~= '' then redis.call('ZREM', ARGV[3] .. cjson.decode(member)[3][1], member) end
+  end
+  redis.call('ZREM', KEYS[2], seq)
+end
+return #seqs
+"""
+_PRUNE_BATCH = 500
+
+# Replies that mean "Redis is not serving us now", not "our data has a bad shape".
+_UNAVAILABLE = (
+    ConnectionError,  # BusyLoadingError (still loading its data) is one too
+    TimeoutError,
+    ReadOnlyError,
+    OutOfMemoryError,
+    NoPermissionError,
+    TryAgainError,
+    ClusterDownError,
+)
+_UNAVAILABLE_CODES = ("BUSY ", "MISCONF ", "NOREPLICAS ")
+_COLUMNS = {"auto_login_enabled": int, "token_ttl_seconds": int}
+
+
+def _dt(value: float) -> datetime:
+    return datetime.fromtimestamp(value, UTC)
+
+
+def _int(value: object) -> int:
+    # Stricter than int(): no sign, spaces or underscores in a counter.
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        return int(value)
+    raise ValueError(f"not a counter: {value!r}")
+
+
+class _Guard:
+    """Translate redis-py errors into store errors; one instance, no per-call cost."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, _t: type[BaseException] | None, e: BaseException | None, _tb: TracebackType | None
+    ) -> None:
+        if isinstance(e, UnicodeDecodeError):
+            raise StoreDataError(f"Redis at {self.where}: undecodable bytes: {e}") from e
+        if not isinstance(e, RedisError):
+            return
+        error: StoreError
+        if isinstance(e, ResponseError) and not (
+            isinstance(e, _UNAVAILABLE) or str(e).startswith(_UNAVAILABLE_CODES)
+        ):
+            error = StoreDataError(f"Redis at {self.where}: {e}")  # WRONGTYPE, not an integer
+        else:
+            error = StoreUnavailableError(f"Redis at {self.where}: {e}")
+        raise error from e
+
+
+class RedisStore:
+    """The :class:`~service.store.Store` on one (standalone) Redis."""
+
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        defaults: Settings,
+        key_prefix: str = "autologin:",
+        where: str = "redis",
+        max_log_entries: int = 1_000_000,
+    ) -> None:
+        #: The redis-py client; its pool resets itself in a forked child.
+        self.redis = client
+        self.defaults = defaults
+        self.key_prefix = key_prefix
+        self._guard = _Guard(where)
+        p = key_prefix
+        self._meta_key, self._user_epochs = f"{p}meta", f"{p}user_epochs"
+        self._audit, self._signins, self._seq = f"{p}audit", f"{p}signins", f"{p}seq"
+        self._audit_keys = [self._meta_key, self._seq, self._audit, f"{p}audit_at"]
+        self._token_keys = [self._meta_key, self._user_epochs]
+        self._revoke_keys = [*self._audit_keys, self._user_epochs]
+        self._user_signins = f"{p}signins:"  # + user id
+
+        def script(text: str) -> Script:
+            text = text.replace("MAX_LOG", str(max_log_entries))
+            return client.register_script(text.replace("MAX_USER", str(MAX_USER_SIGNINS)))
+
+        self._create_script = script(_AUDIT + _CREATE)
+        self._bump_script = script(_AUDIT + _BUMP)
+        self._revoke_script = script(_AUDIT + _REVOKE)
+        self._settings_script = script(_AUDIT + _SETTINGS)
+        self._token_script = script(_TOKEN_STATE)
+        self._issue_script = script(_ISSUE_STATE)
+        self._signin_script = script(_SIGNIN)
+        self._prune_script = script(_PRUNE)
+        with self._guard:
+            if self._create():
+                log.info("created a new store under %r in Redis at %s", p, where)
+        self._meta()  # check the shape of an existing store now, not on the first click
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        defaults: Settings,
+        redis_socket_timeout_seconds: float = 0.5,
+        redis_connect_timeout_seconds: float = 0.5,
+        key_prefix: str = "autologin:",
+        redis_max_log_entries: int = 1_000_000,
+        **_ignored: Any,
+    ) -> RedisStore:
+        """Open (and on first use create) the store at ``redis://[:password@]host:port/db``."""
+        secret = urlsplit(url).password
+
+        def redact(text: str) -> str:
+            if not secret:
+                return text
+            return text.replace(quote(secret, safe=""), "***").replace(secret, "***")
+
+        try:
+            client = Redis.from_url(
+                url,
+                socket_timeout=redis_socket_timeout_seconds,
+                socket_connect_timeout=redis_connect_timeout_seconds,
+                # No retries: a dead Redis answers within one timeout, and a write
+                # whose reply was lost is not run twice. A connection that Redis
+                # closed (restart) is replaced when it leaves the pool, so no
+                # health-check PING is needed either: it would cost a round trip.
+                retry=Retry(NoBackoff(), 0),
+                health_check_interval=0,
+                # RESP2 works with every Redis, and keeps redis-py's RESP3-only
+                # "maintenance notifications" from relaxing our timeouts to 10 s.
+                protocol=2,
+                decode_responses=True,
+            )
+        except ValueError as e:  # from None: the parse error may quote the URL
+            raise ConfigError(
+                f"STORE_URL {redact(url)!r} is not a valid Redis URL ({redact(str(e))}); "
+                "write redis://[:password@]host:port/db"
+            ) from None
+        kw = client.connection_pool.connection_kwargs
+        where = kw.get("path") or f"{kw.get('host', 'localhost')}:{kw.get('port', 6379)}"
+        try:
+            return cls(
+                client,
+                defaults=defaults,
+                key_prefix=key_prefix,
+                where=where,
+                max_log_entries=redis_max_log_entries,
+            )
+        except StoreUnavailableError as e:
+            client.close()
+            reason = redact(str(e.__cause__ or e))
+            raise ConfigError(f"STORE_URL: cannot reach Redis at {where}: {reason}") from e
+        except StoreDataError as e:
+            client.close()
+            raise ConfigError(
+                f"STORE_URL: Redis at {where} holds keys under {key_prefix!r} that are not "
+                f"a store of this service: {redact(str(e))}"
+            ) from e
+
+    # -- creation and reads ---------------------------------------------
+
+    def _create(self) -> bool:
+        now = utcnow().timestamp()
+        d = self.defaults
+        args = [secrets.token_urlsafe(9), now, int(d.auto_login_enabled), d.token_ttl_seconds]
+        return bool(self._create_script(self._audit_keys, args))
+
+    def _run(self, script: Script, keys: list[str], args: Sequence[Any]) -> Any:
+        # A script answers nil when the meta hash is gone: the store was lost.
+        with self._guard:
+            result = script(keys, args)
+            if result is None:
+                if self._create():
+                    log.warning("Redis store %r was lost: new incarnation", self.key_prefix)
+                result = script(keys, args)
+        if result is None:
+            raise StoreDataError(f"{self._meta_key} vanished right after it was created")
+        return result
+
+    def _meta(self) -> tuple[str, int, datetime, str, str, bool, int]:
+        with self._guard:
+            raw = self.redis.hgetall(self._meta_key)
+            if not raw:
+                self._create()
+                raw = self.redis.hgetall(self._meta_key)
+        return self._parse_meta(raw)
+
+    def _parse_meta(self, raw: Mapping[str, str]) -> tuple[str, int, datetime, str, str, bool, int]:
+        try:
+            return (
+                raw["incarnation"],
+                _int(raw["epoch"]),
+                _dt(float(raw["changed_at"])),
+                raw["changed_by"],
+                raw["reason"],
+                bool(_int(raw["auto_login_enabled"])),
+                _int(raw["token_ttl_seconds"]),
+            )
+        except (KeyError, ValueError, OverflowError) as e:
+            raise StoreDataError(f"{self._meta_key} has the wrong shape: {e!r}") from e
+
+    def token_state(self, user_id: str) -> TokenState:
+        """Read the incarnation, the global epoch and ``user_id``'s epoch at once."""
+        incarnation, epoch, user_epoch = self._run(self._token_script, self._token_keys, (user_id,))
+        try:
+            if incarnation is None:
+                raise ValueError("no incarnation")
+            user_epoch = 0 if user_epoch is None else _int(user_epoch)
+            return TokenState(incarnation, _int(epoch), user_epoch)
+        except ValueError as e:
+            raise StoreDataError(f"{self.key_prefix} epochs have the wrong shape: {e}") from e
+
+    def issue_state(self, user_ids: Sequence[str]) -> IssueState:
+        """Read everything issuing links for ``user_ids`` needs at once."""
+        unique = list(dict.fromkeys(user_ids))
+        flat, epochs = self._run(self._issue_script, self._token_keys, unique)
+        meta = dict(zip(flat[::2], flat[1::2], strict=True))
+        incarnation, epoch, _, _, _, enabled, ttl = self._parse_meta(meta)
+        try:
+            users = {u: 0 if e is None else _int(e) for u, e in zip(unique, epochs, strict=True)}
+        except ValueError as e:
+            raise StoreDataError(f"{self._user_epochs} has the wrong shape: {e}") from e
+        return IssueState(incarnation, epoch, Settings(enabled, ttl), users)
+
+    def settings(self) -> Settings:
+        """Read the current settings."""
+        meta = self._meta()
+        return Settings(meta[5], meta[6])
+
+    def epoch(self) -> EpochInfo:
+        """Read the global epoch and its last change."""
+        _, epoch, changed_at, changed_by, reason, _, _ = self._meta()
+        return EpochInfo(epoch, changed_at, changed_by, reason)
+
+    def _log(self, key: str, limit: int) -> list[Any]:
+        if limit < 1:
+            return []
+        with self._guard:
+            members = self.redis.zrevrange(key, 0, limit - 1)
+        try:
+            return [json.loads(member) for member in members]
+        except ValueError as e:
+            raise StoreDataError(f"{key} holds an unreadable entry: {e}") from e
+
+    def signins(self, *, user_id: str | None, limit: int) -> list[Signin]:
+        """Return up to ``limit`` sign-ins, newest first, of one user or all."""
+        key = self._signins if user_id is None else self._user_signins + user_id
+        rows = self._log(key, limit)
+        try:
+            return [Signin(_dt(at), u, o, ip, ua) for _, at, (u, o, ip, ua) in rows]
+        except (TypeError, ValueError, OverflowError) as e:
+            raise StoreDataError(f"{key} holds an entry of the wrong shape: {e}") from e
+
+    def audit_events(self, *, limit: int) -> list[AuditEvent]:
+        """Return up to ``limit`` audit events, newest first."""
+        rows = self._log(self._audit, limit)
+        try:
+            return [AuditEvent(_dt(at), a, act, d) for _, at, (a, act, d) in rows]
+        except (TypeError, ValueError, OverflowError) as e:
+            raise StoreDataError(f"{self._audit} holds an entry of the wrong shape: {e}") from e
+
+    def ping(self) -> None:
+        """Return if the store answers with a well-formed meta hash, else raise."""
+        self._meta()
+
+    # -- writes -----------------------------------------------------------
+
+    def update_settings(self, changes: Mapping[str, Any], *, actor: str, now: datetime) -> Settings:
+        """Apply validated ``changes`` atomically, audit them, return the new settings."""
+        pairs = [x for name, value in changes.items() for x in (name, _COLUMNS[name](value))]
+        detail = json.dumps(dict(changes), sort_keys=True)
+        args = [now.timestamp(), actor, detail, *pairs]
+        enabled, ttl = self._run(self._settings_script, self._audit_keys, args)
+        try:
+            return Settings(bool(_int(enabled)), _int(ttl))
+        except ValueError as e:
+            raise StoreDataError(f"{self._meta_key} has the wrong shape: {e}") from e
+
+    def bump_epoch(self, *, actor: str, reason: str, now: datetime) -> EpochInfo:
+        """Raise the global epoch by one atomically, audit it, return the new one."""
+        at = now.timestamp()
+        epoch = self._run(self._bump_script, self._audit_keys, (at, actor, reason))
+        return EpochInfo(int(epoch), _dt(at), actor, reason)
+
+    def revoke_user(self, user_id: str, *, actor: str, reason: str, now: datetime) -> int:
+        """Raise ``user_id``'s epoch by one atomically, audit it, return the new one."""
+        args = (user_id, now.timestamp(), actor, reason)
+        return int(self._run(self._revoke_script, self._revoke_keys, args))
+
+    def record_signin(self, signin: Signin) -> None:
+        """Append one entry to the sign-in log."""
+        s = signin
+        entry = json.dumps([s.user_id, s.outcome, s.ip, s.user_agent])
+        keys = [self._seq, self._signins, f"{self._signins}_at", self._user_signins + s.user_id]
+        with self._guard:
+            self._signin_script(keys, [s.at.timestamp(), entry, self._user_signins])
+
+    def prune(self, *, before: datetime) -> None:
+        """Drop audit and sign-in entries older than ``before``."""
+        # In batches, so that one script never blocks Redis for long.
+        before_ts = f"({before.timestamp()!r}"
+        with self._guard:
+            for log_key, user_prefix in ((self._audit, ""), (self._signins, self._user_signins)):
+                keys, args = [log_key, f"{log_key}_at"], [before_ts, _PRUNE_BATCH, user_prefix]
+                while self._prune_script(keys, args) == _PRUNE_BATCH:
+                    pass
+
+    def close(self) -> None:
+        """Release connections held by this process."""
+        self.redis.close()

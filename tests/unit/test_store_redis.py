@@ -1,0 +1,491 @@
+"""The Redis store against a real redis-server: round trips, atomicity, loss, outages.
+
+Store behaviour shared with SQLite is tested on both stores elsewhere; this file
+checks what only Redis can get wrong.
+"""
+
+import json
+import os
+import secrets
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import redis
+from redis.connection import Connection
+
+from service.errors import ConfigError, StoreDataError, StoreUnavailableError
+from service.store import Settings, Signin, open_store
+from service.store.redis import RedisStore
+from tests.support.redis_server import RedisServer
+
+DEFAULTS = Settings(auto_login_enabled=False, token_ttl_seconds=259200)
+T0 = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def server():
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def prefix():
+    return f"test-{secrets.token_hex(4)}:"
+
+
+@pytest.fixture
+def raw(server):
+    client = redis.Redis.from_url(server.url, decode_responses=True)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def open_(server, prefix):
+    """Open stores on the module's server (default: this test's prefix); close them after."""
+    stores = []
+
+    def open_(url=None, **options):
+        options.setdefault("key_prefix", prefix)
+        store = RedisStore.from_url(url or server.url, defaults=DEFAULTS, **options)
+        stores.append(store)
+        return store
+
+    yield open_
+    for store in stores:
+        store.close()
+
+
+@pytest.fixture
+def store(open_):
+    return open_()
+
+
+@pytest.fixture
+def own_server():
+    """A server of this test alone, with an append-only file, to stop and restart."""
+    with RedisServer(appendonly=True) as server:
+        yield server
+
+
+@pytest.fixture
+def sends(monkeypatch):
+    """Count the packets redis-py sends: one per round trip, pipelines included."""
+    count = [0]
+    send = Connection.send_packed_command
+
+    def counting(self, *args, **kwargs):
+        count[0] += 1
+        return send(self, *args, **kwargs)
+
+    monkeypatch.setattr(Connection, "send_packed_command", counting)
+    return count
+
+
+def test_open_store_creates_a_store_at_epoch_1_and_ignores_other_options(server, prefix):
+    store = open_store(
+        server.url,
+        defaults=DEFAULTS,
+        options={"key_prefix": prefix, "instance_path": "/nowhere", "sqlite_timeout_seconds": 5},
+    )
+    try:
+        state = store.token_state("42")
+        assert (state.epoch, state.user_epoch) == (1, 0)
+        assert store.settings() == DEFAULTS
+        assert store.epoch().changed_by == "system"
+        [event] = store.audit_events(limit=10)
+        assert event.action == "store.create"
+        assert event.detail == {"incarnation": state.incarnation}
+    finally:
+        store.close()
+
+
+def test_token_state_is_one_round_trip(store, server, raw, sends):
+    store.token_state("42")  # loads the script and opens a connection
+    evalsha_before = raw.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
+    sends[0] = 0
+    store.token_state("42")
+    assert sends[0] == 1
+    assert raw.info("commandstats")["cmdstat_evalsha"]["calls"] == evalsha_before + 1
+
+
+def test_issue_state_is_one_round_trip_for_many_users(store, sends):
+    store.revoke_user("u3", actor="admin", reason="leak", now=T0)
+    store.issue_state(["u1"])
+    sends[0] = 0
+    users = [f"u{i}" for i in range(2500)]
+    state = store.issue_state(users + ["u3"])
+    assert sends[0] == 1
+    assert state.user_epochs["u3"] == 1
+    assert sum(state.user_epochs.values()) == 1
+    assert list(state.user_epochs) == users
+
+
+def test_concurrent_bumps_from_eight_workers_are_never_lost(open_):
+    stores = [open_() for _ in range(8)]
+    start = threading.Barrier(8)
+    seen = []
+
+    def bump(store):
+        start.wait()
+        seen.extend(store.bump_epoch(actor="a", reason="r", now=T0).epoch for _ in range(25))
+
+    threads = [threading.Thread(target=bump, args=(s,)) for s in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert stores[0].epoch().epoch == 201
+    assert sorted(seen) == list(range(2, 202))
+    actions = [e.action for e in stores[0].audit_events(limit=500)]
+    assert actions.count("epoch.bump") == 200
+
+
+def test_revoking_a_user_changes_only_that_users_epoch(store):
+    assert store.revoke_user("42", actor="admin", reason="leak", now=T0) == 1
+    assert store.revoke_user("42", actor="admin", reason="again", now=T0) == 2
+    assert store.token_state("42").user_epoch == 2
+    assert store.token_state("43").user_epoch == 0
+    assert store.epoch().epoch == 1
+    assert store.issue_state(["43", "42"]).user_epochs == {"43": 0, "42": 2}
+    event = store.audit_events(limit=1)[0]
+    assert (event.action, event.detail) == (
+        "user.revoke",
+        {"user_id": "42", "user_epoch": 2, "reason": "again"},
+    )
+
+
+def test_stores_with_different_prefixes_on_one_redis_are_independent(open_, raw):
+    before = set(raw.keys("*"))
+    first, second = open_(key_prefix="one:"), open_(key_prefix="two:")
+    first.bump_epoch(actor="a", reason="r", now=T0)
+    first.revoke_user("42", actor="a", reason="r", now=T0)
+    first.update_settings({"auto_login_enabled": True}, actor="a", now=T0)
+    first.record_signin(Signin(T0, "42", "ok"))
+    assert second.token_state("42") == second.token_state("42")
+    assert (second.epoch().epoch, second.token_state("42").user_epoch) == (1, 0)
+    assert second.settings() == DEFAULTS
+    assert second.signins(user_id=None, limit=10) == []
+    assert first.token_state("42").incarnation != second.token_state("42").incarnation
+    new_keys = set(raw.keys("*")) - before
+    assert new_keys and all(k.startswith(("one:", "two:")) for k in new_keys)
+
+
+def test_a_lost_store_is_recreated_with_a_new_incarnation_on_the_next_read(store, raw):
+    old = store.token_state("42").incarnation
+    store.bump_epoch(actor="a", reason="r", now=T0)
+    raw.flushall()
+    state = store.token_state("42")
+    assert state.incarnation != old
+    assert (state.epoch, state.user_epoch) == (1, 0)
+    [event] = store.audit_events(limit=10)
+    assert event.detail == {"incarnation": state.incarnation}
+
+
+def test_workers_racing_after_a_loss_agree_on_one_new_incarnation(open_, raw):
+    stores = [open_() for _ in range(8)]
+    raw.flushall()
+    start = threading.Barrier(8)
+    seen = []
+
+    def read(store):
+        start.wait()
+        seen.append(store.token_state("42").incarnation)
+
+    threads = [threading.Thread(target=read, args=(s,)) for s in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(seen) == 8 and len(set(seen)) == 1
+    assert [e.action for e in stores[0].audit_events(limit=10)] == ["store.create"]
+
+
+def test_writes_after_a_loss_land_in_a_new_store(store, raw):
+    old = store.token_state("42").incarnation
+    raw.flushall()
+    assert store.bump_epoch(actor="a", reason="r", now=T0).epoch == 2
+    assert store.token_state("42").incarnation != old
+
+
+META_CORRUPTIONS = {
+    "meta is a string": lambda r, p: r.delete(f"{p}meta") + r.set(f"{p}meta", "x"),
+    "epoch is not an integer": lambda r, p: r.hset(f"{p}meta", "epoch", "1.5"),
+    "incarnation is missing": lambda r, p: r.hdel(f"{p}meta", "incarnation"),
+}
+READS = {
+    "token_state": lambda s: s.token_state("42"),
+    "issue_state": lambda s: s.issue_state(["42"]),
+    "epoch": lambda s: s.epoch(),
+    "settings": lambda s: s.settings(),
+    "ping": lambda s: s.ping(),
+}
+
+
+@pytest.mark.parametrize("corrupt", META_CORRUPTIONS.values(), ids=META_CORRUPTIONS)
+@pytest.mark.parametrize("read", READS.values(), ids=READS)
+def test_a_meta_hash_of_the_wrong_shape_raises_store_data_error(store, raw, prefix, corrupt, read):
+    corrupt(raw, prefix)
+    with pytest.raises(StoreDataError):
+        read(store)
+
+
+def test_settings_of_the_wrong_shape_raise_store_data_error(store, raw, prefix):
+    raw.hset(f"{prefix}meta", "token_ttl_seconds", "long")
+    with pytest.raises(StoreDataError):
+        store.settings()
+    with pytest.raises(StoreDataError):
+        store.issue_state(["42"])
+
+
+@pytest.mark.parametrize(
+    "corrupt",
+    [
+        lambda r, p: r.hset(f"{p}user_epochs", "42", "one"),
+        lambda r, p: r.hset(f"{p}user_epochs", "42", "-1"),
+        lambda r, p: r.delete(f"{p}user_epochs") + r.rpush(f"{p}user_epochs", "42"),
+    ],
+    ids=["not an integer", "negative", "not a hash"],
+)
+def test_a_user_epoch_of_the_wrong_shape_raises_store_data_error(store, raw, prefix, corrupt):
+    store.revoke_user("42", actor="a", reason="r", now=T0)
+    corrupt(raw, prefix)
+    with pytest.raises(StoreDataError):
+        store.token_state("42")
+    with pytest.raises(StoreDataError):
+        store.issue_state(["7", "42"])
+
+
+def test_a_bump_over_a_non_integer_epoch_raises_and_writes_nothing(store, raw, prefix):
+    raw.hset(f"{prefix}meta", "epoch", "two")
+    with pytest.raises(StoreDataError):
+        store.bump_epoch(actor="a", reason="r", now=T0)
+    assert raw.hget(f"{prefix}meta", "epoch") == "two"
+    assert raw.zcard(f"{prefix}audit") == 1
+
+
+def test_unreadable_log_entries_raise_store_data_error(store, raw, prefix):
+    raw.zadd(f"{prefix}audit", {"not json": 99})
+    raw.zadd(f"{prefix}signins", {'[99, 1.5, ["too", "short"]]': 99})
+    with pytest.raises(StoreDataError):
+        store.audit_events(limit=10)
+    with pytest.raises(StoreDataError):
+        store.signins(user_id=None, limit=10)
+
+
+def test_a_prefix_holding_foreign_data_stops_the_start(server, raw, prefix):
+    raw.set(f"{prefix}meta", "not ours")
+    with pytest.raises(ConfigError, match="STORE_URL"):
+        RedisStore.from_url(server.url, defaults=DEFAULTS, key_prefix=prefix)
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (redis.exceptions.BusyLoadingError("Redis is loading"), StoreUnavailableError),
+        (redis.exceptions.TimeoutError("Timeout reading from socket"), StoreUnavailableError),
+        (redis.exceptions.ReadOnlyError("a read only replica"), StoreUnavailableError),
+        (redis.exceptions.ResponseError("MISCONF cannot persist"), StoreUnavailableError),
+        (redis.exceptions.ResponseError("BUSY running a script"), StoreUnavailableError),
+        (redis.exceptions.ResponseError("WRONGTYPE Operation against a key"), StoreDataError),
+        (redis.exceptions.ResponseError("hash value is not an integer"), StoreDataError),
+    ],
+    ids=lambda value: value.__name__ if isinstance(value, type) else str(value).split()[0],
+)
+def test_redis_errors_become_store_errors(store, monkeypatch, error, expected):
+    def fail(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(store.redis, "evalsha", fail)
+    with pytest.raises(expected) as exc_info:
+        store.token_state("42")
+    assert exc_info.value.__cause__ is error
+
+
+def test_the_client_has_bounded_timeouts_and_no_retries(open_):
+    kwargs = open_(redis_socket_timeout_seconds=0.25).redis.connection_pool.connection_kwargs
+    assert kwargs["socket_timeout"] == 0.25
+    assert kwargs["socket_connect_timeout"] == 0.5
+    assert kwargs["retry"].get_retries() == 0
+    assert kwargs["protocol"] == 2  # RESP3 maintenance handling could relax timeouts to 10 s
+    defaults = open_().redis.connection_pool.connection_kwargs
+    assert (defaults["socket_timeout"], defaults["socket_connect_timeout"]) == (0.5, 0.5)
+
+
+def test_a_stopped_redis_raises_store_unavailable_and_the_same_store_recovers(own_server):
+    store = RedisStore.from_url(own_server.url, defaults=DEFAULTS)
+    try:
+        incarnation = store.token_state("42").incarnation
+        own_server.stop()
+        for call in (
+            lambda: store.token_state("42"),
+            lambda: store.issue_state(["42"]),
+            lambda: store.bump_epoch(actor="a", reason="r", now=T0),
+            lambda: store.record_signin(Signin(T0, "42", "ok")),
+            lambda: store.signins(user_id="42", limit=5),
+            store.ping,
+        ):
+            with pytest.raises(StoreUnavailableError):
+                call()
+        own_server.start()
+        assert store.token_state("42").incarnation == incarnation
+        assert store.bump_epoch(actor="a", reason="r", now=T0).epoch == 2
+    finally:
+        store.close()
+
+
+def test_a_redis_that_does_not_answer_times_out_as_store_unavailable(own_server):
+    store = RedisStore.from_url(own_server.url, defaults=DEFAULTS, redis_socket_timeout_seconds=0.1)
+    try:
+        store.token_state("42")
+        own_server.pause()
+        try:
+            with pytest.raises(StoreUnavailableError):
+                store.token_state("42")
+        finally:
+            own_server.resume()
+        assert store.token_state("42").epoch == 1
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("how", ["stop", "kill"])
+def test_epochs_and_settings_survive_a_restart_with_appendonly(own_server, how):
+    store = RedisStore.from_url(own_server.url, defaults=DEFAULTS)
+    try:
+        incarnation = store.token_state("42").incarnation
+        store.bump_epoch(actor="a", reason="r", now=T0)
+        store.revoke_user("42", actor="a", reason="r", now=T0)
+        store.update_settings(
+            {"auto_login_enabled": True, "token_ttl_seconds": 3600}, actor="a", now=T0
+        )
+        getattr(own_server, how)()
+        own_server.start()
+        expected = (incarnation, 2, 1)
+        assert tuple(vars(store.token_state("42")).values()) == expected
+        reopened = RedisStore.from_url(own_server.url, defaults=DEFAULTS)
+        try:
+            assert tuple(vars(reopened.token_state("42")).values()) == expected
+            assert reopened.settings() == Settings(True, 3600)
+            assert [e.action for e in reopened.audit_events(limit=1)] == ["settings.update"]
+        finally:
+            reopened.close()
+    finally:
+        store.close()
+
+
+def test_a_forked_worker_gets_its_own_connections(store):
+    parent_state = store.token_state("42")  # the parent's pool now holds a connection
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report, then leave without running pytest's teardown
+        code = 1
+        try:
+            os.close(read_fd)
+            child_state = store.token_state("42")
+            epoch = store.bump_epoch(actor="a", reason="r", now=T0).epoch
+            pool_pid = store.redis.connection_pool.pid
+            report = [child_state.incarnation, epoch, pool_pid == os.getpid()]
+            os.write(write_fd, json.dumps(report).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    with os.fdopen(read_fd) as pipe:
+        report = json.loads(pipe.read())
+    assert os.waitpid(pid, 0)[1] == 0
+    assert report == [parent_state.incarnation, 2, True]
+    assert store.token_state("42").epoch == 2  # the parent's connection still works
+
+
+def test_signins_are_newest_first_even_within_one_instant(store):
+    for outcome in ("ok", "token_expired", "token_revoked"):
+        store.record_signin(Signin(T0, "42", outcome, "203.0.113.7", "UA"))
+    store.record_signin(Signin(T0, "7", "ok"))
+    assert [s.outcome for s in store.signins(user_id="42", limit=10)] == [
+        "token_revoked",
+        "token_expired",
+        "ok",
+    ]
+    assert store.signins(user_id=None, limit=2) == [
+        Signin(T0, "7", "ok"),
+        Signin(T0, "42", "token_revoked", "203.0.113.7", "UA"),
+    ]
+    assert store.signins(user_id="nobody", limit=10) == []
+
+
+def test_prune_drops_every_entry_older_than_before_in_any_order(store, raw, prefix):
+    old, new = T0 - timedelta(days=100), T0 - timedelta(days=1)
+    store.record_signin(Signin(new, "42", "token_expired"))
+    for i in range(600):  # more than one prune batch, written after a newer entry
+        store.record_signin(Signin(old, f"u{i}", "ok"))
+    store.record_signin(Signin(old, "42", "ok"))
+    store.bump_epoch(actor="a", reason="r", now=new)
+    store.bump_epoch(actor="a", reason="r", now=old)
+    store.prune(before=T0 - timedelta(days=90))
+    assert store.signins(user_id=None, limit=1000) == [Signin(new, "42", "token_expired")]
+    assert store.signins(user_id="42", limit=10) == [Signin(new, "42", "token_expired")]
+    assert store.signins(user_id="u1", limit=10) == []
+    bump, create = store.audit_events(limit=10)  # the store was created just now
+    assert (bump.action, bump.at, create.action) == ("epoch.bump", new, "store.create")
+    assert not raw.exists(f"{prefix}signins:u1")
+    assert raw.zcard(f"{prefix}signins_at") == 1
+    assert raw.zcard(f"{prefix}audit_at") == 2
+
+
+def test_logs_read_in_the_order_written_whatever_the_timestamps(store):
+    store.bump_epoch(actor="a", reason="r", now=T0 - timedelta(days=3))
+    store.record_signin(Signin(T0, "42", "ok"))
+    store.record_signin(Signin(T0 - timedelta(days=1), "42", "token_expired"))
+    assert [e.action for e in store.audit_events(limit=10)] == ["epoch.bump", "store.create"]
+    assert [s.outcome for s in store.signins(user_id="42", limit=10)] == ["token_expired", "ok"]
+
+
+def test_logs_are_capped(open_):
+    store = open_(redis_max_log_entries=3)
+    for i in range(5):
+        store.record_signin(Signin(T0 + timedelta(seconds=i), f"u{i % 2}", "ok"))
+        store.bump_epoch(actor="a", reason=str(i), now=T0)
+    assert [s.at for s in store.signins(user_id=None, limit=10)] == [
+        T0 + timedelta(seconds=i) for i in (4, 3, 2)
+    ]
+    # A sign-in trimmed from the log leaves its user's list too.
+    assert [s.at for s in store.signins(user_id="u0", limit=10)] == [
+        T0 + timedelta(seconds=i) for i in (4, 2)
+    ]
+    assert [e.detail["reason"] for e in store.audit_events(limit=10)] == ["4", "3", "2"]
+
+
+def test_timestamps_come_back_exactly_as_aware_utc(store):
+    at = datetime(2026, 11, 25, 10, 0, 0, 123456, tzinfo=UTC)
+    bumped = store.bump_epoch(actor="ops", reason="leak", now=at)
+    assert store.epoch() == bumped
+    assert bumped.changed_at == at
+    assert store.audit_events(limit=1)[0].at == at
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://host:notaport/0",
+        "redis://127.0.0.1:99999/0",
+        "redis://127.0.0.1:6379/notadb",
+        "redis://:hunter2-secret@host:notaport/0",
+    ],
+)
+def test_a_bad_url_is_a_config_error_naming_store_url(url):
+    with pytest.raises(ConfigError) as exc_info:
+        RedisStore.from_url(url, defaults=DEFAULTS)
+    message = str(exc_info.value)
+    assert "STORE_URL" in message and "\n" not in message
+    assert "hunter2" not in message
+
+
+def test_an_unreachable_redis_is_a_config_error_without_the_password():
+    url = "redis://:hunter2-secret@127.0.0.1:1/0"
+    with pytest.raises(ConfigError) as exc_info:
+        open_store(url, defaults=DEFAULTS)
+    message = str(exc_info.value)
+    assert message.startswith("STORE_URL: cannot reach Redis at 127.0.0.1:1: ")
+    assert "hunter2" not in message and "\n" not in message
