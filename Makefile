@@ -20,11 +20,16 @@ install: $(STAMP)
 run: install
 	LINKS_ENV=development $(BIN)/gunicorn -w 2 -b $(HOST):$(PORT) --access-logfile - wsgi:app
 
-## Debian packages the tests need (a real redis-server), installed when missing.
+## Debian packages the tests need (a real redis-server, Chromium for browser
+## tests), installed when missing.
+DEBIAN_PACKAGES := redis-server:redis-server chromium:chromium
 system-deps:
-	@command -v redis-server >/dev/null 2>&1 || { \
-	  echo "installing redis-server (Debian package)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+	@missing=""; for pair in $(DEBIAN_PACKAGES); do \
+	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
 lint: install
 	$(BIN)/ruff check .
