@@ -51,9 +51,10 @@ def create_app(
     if not app.logger.handlers or app.logger.level == logging.NOTSET:
         app.logger.setLevel(logging.INFO)
 
-    from service import cli, http, metrics
+    from service import cli, http, metrics, ratelimit
     from service.api import admin, links, ops, verify
 
+    ratelimit.init_app(app, store)
     metrics.init_app(app)
     http.init_app(app)
     for module in (links, verify, admin, ops):

@@ -46,16 +46,19 @@ def read_json() -> dict[str, Any]:
     """Return the request body as a JSON object, or raise ``invalid_json``."""
     data = request.get_data(cache=True)  # werkzeug raises 413 above MAX_CONTENT_LENGTH
     try:
-        body = json.loads(data, parse_constant=_refuse_constant)
+        # Strict UTF-8 (RFC 8259), decoded here rather than by json.loads,
+        # whose byte decoding lets UTF-8-encoded lone surrogates through.
+        text = data.decode("utf-8")
+        body = json.loads(text, parse_constant=_refuse_constant)
     except (ValueError, RecursionError) as e:
         # RecursionError: a deeply nested array is not worth a stack.
         # ValueError covers bad UTF-8, bad syntax and over-long integers.
-        raise ApiError(400, "invalid_json", "the body is not valid JSON") from e
+        raise ApiError(400, "invalid_json", "the body is not valid UTF-8 JSON") from e
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_json", "the body must be a JSON object")
-    # JSON may spell a lone UTF-16 surrogate ("\ud800"); no store can encode
+    # JSON may spell a lone UTF-16 surrogate ("\\ud800"); no store can encode
     # it, so refuse it here, once, instead of failing deep inside a write.
-    if b"\\u" in data and not _encodable(body):
+    if "\\u" in text and not _encodable(body):
         raise ApiError(400, "invalid_json", "the body holds a lone Unicode surrogate")
     return body
 

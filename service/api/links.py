@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, current_app, g, jsonify
 
 from service.clock import utcnow
 from service.errors import ApiError
 from service.http import read_json, require_role
 from service.links import LinkAnswer, LinkRequest, build_links, parse_link_request
+from service.ratelimit import hit
 
 bp = Blueprint("links", __name__, url_prefix="/v1/links")
 
@@ -46,6 +47,7 @@ def _parse(body: Any) -> LinkRequest:
 @require_role("issuer")
 def issue() -> Any:
     """Answer the link for one email."""
+    hit("RATE_LIMIT_LINKS_PER_KEY", g.actor)
     request = _parse(read_json())
     return jsonify(_answer([request])[0].to_json())
 
@@ -54,6 +56,7 @@ def issue() -> Any:
 @require_role("issuer")
 def issue_batch() -> Any:
     """Answer the links for many emails, in order; a bad item fails alone."""
+    hit("RATE_LIMIT_LINKS_PER_KEY", g.actor)
     items = read_json().get("items")
     if not isinstance(items, list) or not items:
         raise ApiError(400, "invalid_request", "items: must be a list of 1 to 1000 link requests")

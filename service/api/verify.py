@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, current_app, g, jsonify
 
 from service.clock import from_seconds, isoformat, utcnow
-from service.errors import ApiError, ExpiredTokenError, RevokedTokenError, TokenError
+from service.errors import (
+    ApiError,
+    ExpiredTokenError,
+    RevokedTokenError,
+    StoreError,
+    TokenError,
+)
 from service.http import read_json, require_role
+from service.ratelimit import hit
 from service.store import Signin
 from service.tokens import check_epochs, verify_token
 
+log = logging.getLogger("service")
 bp = Blueprint("verify", __name__, url_prefix="/v1/tokens")
 
 _OUTCOMES = {ExpiredTokenError: "token_expired", RevokedTokenError: "token_revoked"}
@@ -54,6 +63,20 @@ def record_signin(user_id: str, outcome: str, ip: str | None, user_agent: str | 
         store.prune(before=now - timedelta(days=deployment.log_retention_days))
 
 
+def _count_failure(ip: str | None) -> None:
+    """Count a failed verification; raise 429 when its caller is over a limit.
+
+    Failures only: a good link never waits on a counter. A store that cannot
+    count does not turn a refusal into a 503: the token is refused either way.
+    """
+    try:
+        hit("RATE_LIMIT_VERIFY_FAILURES_PER_KEY", g.actor)
+        if ip is not None:
+            hit("RATE_LIMIT_VERIFY_FAILURES_PER_CLIENT", ip)
+    except StoreError as e:
+        log.warning("could not count a failed verification: %s", type(e).__name__)
+
+
 @bp.post("/verify")
 @require_role("portal")
 def verify() -> Any:
@@ -74,6 +97,7 @@ def verify() -> Any:
         counter.labels(outcome).inc()
         if e.user_id is not None and outcome != "token_invalid":
             record_signin(e.user_id, outcome, ip, user_agent)
+        _count_failure(ip)
         raise
     counter.labels("ok").inc()
     record_signin(claims.user_id, "ok", ip, user_agent)

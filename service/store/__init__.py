@@ -142,6 +142,25 @@ class Store(Protocol):
         """Return if the store answers, else raise ``StoreUnavailableError``."""
         ...
 
+    # Fixed-window counters for rate limits, shared by every worker and host
+    # (the storage behind Flask-Limiter, see service/ratelimit.py).
+
+    def counter_incr(self, key: str, *, expiry_seconds: int, amount: int = 1) -> int:
+        """Add ``amount`` to ``key``'s window (a new one expires in ``expiry_seconds``)."""
+        ...
+
+    def counter_get(self, key: str) -> int:
+        """Return ``key``'s count in its current window (0 when none)."""
+        ...
+
+    def counter_expiry(self, key: str) -> float:
+        """Return when ``key``'s window ends, in seconds since the Unix epoch."""
+        ...
+
+    def counter_clear(self, key: str) -> None:
+        """Forget ``key``'s window."""
+        ...
+
     def close(self) -> None:
         """Release connections held by this process."""
         ...

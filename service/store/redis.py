@@ -11,6 +11,7 @@ deployments can share one Redis::
     {p}signins         sorted set by number: JSON [seq, at, [user, outcome, ip, ua]]
     {p}signins:<user>  the same members, one user's only (the newest MAX_USER_SIGNINS)
     {p}audit_at, {p}signins_at   sorted sets seq -> at, so prune finds old entries
+    {p}rl:<key>        rate-limit counters, expiring with their window
 
 Both logs read newest-written first, as the SQLite store does, and keep at
 most ``max_log_entries`` entries besides what ``prune`` drops by time.
@@ -150,6 +151,13 @@ redis.call('ZREMRANGEBYRANK', KEYS[4], 0, -MAX_USER - 1)
 """
 )
 # KEYS: log, log_at; ARGV: '(' .. before, batch size, per-user key prefix or ''.
+# INCRBY, and a new window gets its expiry in the same step.
+_COUNTER_INCR = """
+local value = redis.call('INCRBY', KEYS[1], ARGV[1])
+if value == tonumber(ARGV[1]) then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+return value
+"""
+
 _PRUNE = """
 local seqs = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
 for _, seq in ipairs(seqs) do
@@ -251,6 +259,8 @@ class RedisStore:
         self._issue_script = script(_ISSUE_STATE)
         self._signin_script = script(_SIGNIN)
         self._prune_script = script(_PRUNE)
+        self._counter_script = script(_COUNTER_INCR)
+        self._counter_prefix = f"{p}rl:"
         with self._guard:
             if self._create():
                 log.info("created a new store under %r in Redis at %s", p, where)
@@ -465,6 +475,32 @@ class RedisStore:
                 keys, args = [log_key, f"{log_key}_at"], [before_ts, _PRUNE_BATCH, user_prefix]
                 while self._prune_script(keys, args) == _PRUNE_BATCH:
                     pass
+
+    def counter_incr(self, key: str, *, expiry_seconds: int, amount: int = 1) -> int:
+        """Add ``amount`` to ``key``'s window (a new one expires in ``expiry_seconds``)."""
+        with self._guard:
+            value = self._counter_script([self._counter_prefix + key], [amount, expiry_seconds])
+        return int(value)
+
+    def counter_get(self, key: str) -> int:
+        """Return ``key``'s count in its current window (0 when none)."""
+        with self._guard:
+            value = self.redis.get(self._counter_prefix + key)
+        try:
+            return int(value or 0)
+        except ValueError as e:
+            raise StoreDataError(f"rate-limit counter {key!r} is not a number") from e
+
+    def counter_expiry(self, key: str) -> float:
+        """Return when ``key``'s window ends, in seconds since the Unix epoch."""
+        with self._guard:
+            ttl_ms = self.redis.pttl(self._counter_prefix + key)
+        return utcnow().timestamp() + max(int(ttl_ms), 0) / 1000
+
+    def counter_clear(self, key: str) -> None:
+        """Forget ``key``'s window."""
+        with self._guard:
+            self.redis.delete(self._counter_prefix + key)
 
     def close(self) -> None:
         """Release connections held by this process."""

@@ -59,7 +59,22 @@ CREATE TABLE IF NOT EXISTS signins (
 );
 CREATE INDEX IF NOT EXISTS signins_user ON signins (user_id, id);
 CREATE INDEX IF NOT EXISTS signins_at ON signins (at);
+CREATE TABLE IF NOT EXISTS counters (
+    key TEXT PRIMARY KEY,
+    value INTEGER NOT NULL,
+    expires_at REAL NOT NULL
+) WITHOUT ROWID;
 """
+
+# One statement, so concurrent hits from several workers never lose a count:
+# a window that has ended starts again at ``amount``.
+_COUNTER_INCR = (
+    "INSERT INTO counters (key, value, expires_at) VALUES (?1, ?2, ?3 + ?4)"
+    " ON CONFLICT (key) DO UPDATE SET"
+    " value = CASE WHEN expires_at <= ?3 THEN ?2 ELSE value + ?2 END,"
+    " expires_at = CASE WHEN expires_at <= ?3 THEN ?3 + ?4 ELSE expires_at END"
+    " RETURNING value"
+)
 
 # One statement, one round trip: the incarnation, the global epoch and the
 # user's epoch (0 for a user never revoked) as of the same instant.
@@ -364,6 +379,36 @@ class SqliteStore:
         with self._write() as conn:
             conn.execute("DELETE FROM audit WHERE at < ?", (_ts(before),))
             conn.execute("DELETE FROM signins WHERE at < ?", (_ts(before),))
+            conn.execute("DELETE FROM counters WHERE expires_at < ?", (utcnow().timestamp(),))
+
+    def counter_incr(self, key: str, *, expiry_seconds: int, amount: int = 1) -> int:
+        now = utcnow().timestamp()
+        with self._guard():
+            row = self._conn().execute(_COUNTER_INCR, (key, amount, now, expiry_seconds)).fetchone()
+        return int(row[0])
+
+    def _counter(self, key: str) -> tuple[int, float]:
+        now = utcnow().timestamp()
+        with self._guard():
+            row = (
+                self._conn()
+                .execute(
+                    "SELECT value, expires_at FROM counters WHERE key = ? AND expires_at > ?",
+                    (key, now),
+                )
+                .fetchone()
+            )
+        return (int(row[0]), float(row[1])) if row else (0, now)
+
+    def counter_get(self, key: str) -> int:
+        return self._counter(key)[0]
+
+    def counter_expiry(self, key: str) -> float:
+        return self._counter(key)[1]
+
+    def counter_clear(self, key: str) -> None:
+        with self._guard():
+            self._conn().execute("DELETE FROM counters WHERE key = ?", (key,))
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
