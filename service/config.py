@@ -23,6 +23,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Flask
+from jwt.algorithms import HMACAlgorithm
+from jwt.exceptions import InvalidKeyError
 
 from service.errors import ConfigError
 
@@ -161,6 +163,13 @@ def _signing_keys(value: Any) -> dict[str, bytes]:
         if not isinstance(secret, str):
             raise ConfigError(f"SIGNING_KEYS[{kid!r}] must be a string secret")
         raw = secret.encode()
+        try:
+            HMACAlgorithm(HMACAlgorithm.SHA256).prepare_key(raw)
+        except InvalidKeyError:
+            raise ConfigError(
+                f"SIGNING_KEYS[{kid!r}] looks like a PEM, SSH or JWK key; an HMAC secret "
+                "is a random string (python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+            ) from None
         if len(raw) < MIN_SECRET_BYTES:
             raise ConfigError(
                 f"SIGNING_KEYS[{kid!r}] is {len(raw)} bytes; at least {MIN_SECRET_BYTES} "

@@ -11,15 +11,20 @@ believed.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-import jwt
+from jwt.algorithms import HMACAlgorithm
+from jwt.utils import base64url_decode, base64url_encode
 
+from service.clock import utcnow
 from service.errors import (
     BadSignatureError,
     ExpiredTokenError,
@@ -46,11 +51,32 @@ REQUIRED_CLAIMS = ("iss", "aud", "sub", "iat", "exp", "jti", "pur", "sid", "ep",
 #: A longer input is refused before it is parsed.
 MAX_TOKEN_LENGTH = 4096
 USER_ID = re.compile(r"[A-Za-z0-9._:@+\-]{1,128}")
+#: A compact JWS: three base64url segments. Anything else is refused before
+#: a byte of it is decoded (JWE has five, unsecured JWS ends in a dot).
+_COMPACT = re.compile(rb"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+_HASHES = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}
+#: The header fields a token of this service may carry. jku, x5u, jwk, x5c
+#: and crit would ask the verifier to fetch or trust keys or understand
+#: extensions: a token that carries them is refused, never followed.
+_HEADER_FIELDS = frozenset({"alg", "kid", "typ"})
+
+
+@cache
+def _header_segment(algorithm: str, kid: str) -> bytes:
+    # Byte for byte what PyJWT's jwt.encode writes for the same header.
+    header = {"alg": algorithm, "kid": kid, "typ": "JWT"}
+    return base64url_encode(json.dumps(header, separators=(",", ":"), sort_keys=True).encode())
 
 
 @dataclass(frozen=True)
 class KeyRing:
-    """The signing keys: one active signer, every key verifies (rotation)."""
+    """The signing keys: one active signer, every key verifies (rotation).
+
+    Everything that does not change between calls is prepared once here:
+    PyJWT's HMAC algorithm object, each key checked by its ``prepare_key``
+    (which refuses PEM, SSH and JWK material), and the exact header segment
+    this service writes for each key id.
+    """
 
     keys: Mapping[str, bytes]
     active_key_id: str
@@ -59,6 +85,28 @@ class KeyRing:
     audience: str
     max_ttl_seconds: int
     leeway_seconds: int
+    _hmac: HMACAlgorithm = field(init=False, repr=False, compare=False)
+    _prepared: dict[str, bytes] = field(init=False, repr=False, compare=False)
+    _headers: dict[bytes, str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.algorithm not in _HASHES:
+            raise ValueError(f"algorithm {self.algorithm!r} is not one of {sorted(_HASHES)}")
+        if self.active_key_id not in self.keys:
+            raise ValueError(f"active key id {self.active_key_id!r} is not a key id")
+        hmac_alg = HMACAlgorithm(_HASHES[self.algorithm])
+        # prepare_key raises InvalidKeyError for key material that is not an
+        # HMAC secret; create_app turns that into a ConfigError at start-up.
+        prepared = {kid: hmac_alg.prepare_key(secret) for kid, secret in self.keys.items()}
+        headers = {_header_segment(self.algorithm, kid): kid for kid in self.keys}
+        object.__setattr__(self, "_hmac", hmac_alg)
+        object.__setattr__(self, "_prepared", prepared)
+        object.__setattr__(self, "_headers", headers)
+
+    @property
+    def active_header(self) -> bytes:
+        """The header segment of tokens signed now."""
+        return _header_segment(self.algorithm, self.active_key_id)
 
 
 @dataclass(frozen=True)
@@ -118,37 +166,65 @@ def issue_token(
         "uep": claims.user_epoch,
         "tgt": target,
     }
-    token = jwt.encode(
-        payload,
-        ring.keys[ring.active_key_id],
-        algorithm=ring.algorithm,
-        headers={"kid": ring.active_key_id},
-    )
-    return token, claims
+    # What jwt.encode does, minus the per-call work: the header segment and
+    # the prepared key come from the ring, the signature from PyJWT's own
+    # HMAC algorithm object. The result is a standard JWS (tests decode it
+    # with jwt.decode).
+    body = base64url_encode(json.dumps(payload, separators=(",", ":")).encode())
+    signing_input = ring.active_header + b"." + body
+    signature = ring._hmac.sign(signing_input, ring._prepared[ring.active_key_id])
+    return (signing_input + b"." + base64url_encode(signature)).decode("ascii"), claims
 
 
-def _decode(token: str, key: bytes, ring: KeyRing, *, verify_exp: bool) -> dict[str, Any]:
-    return jwt.decode(
-        token,
-        key,
-        algorithms=[ring.algorithm],
-        audience=ring.audience,
-        issuer=ring.issuer,
-        leeway=ring.leeway_seconds,
-        options={"require": list(REQUIRED_CLAIMS), "verify_exp": verify_exp, "strict_aud": True},
-    )
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    claims = dict(pairs)
+    if len(claims) != len(pairs):
+        raise MalformedTokenError("duplicate claim")
+    return claims
+
+
+def _key_id(header_segment: bytes, ring: KeyRing) -> str:
+    """Return the key id of a header this service would accept, else raise."""
+    kid = ring._headers.get(header_segment)
+    if kid is not None:
+        return kid  # the exact header this service writes: nothing to parse
+    try:
+        header = json.loads(base64url_decode(header_segment))
+    except (ValueError, TypeError, RecursionError) as e:
+        raise MalformedTokenError("header is not JSON") from e
+    if not isinstance(header, dict):
+        raise MalformedTokenError("header is not an object")
+    if not _HEADER_FIELDS.issuperset(header):
+        raise MalformedTokenError("header field not allowed")
+    if header.get("alg") != ring.algorithm:
+        raise MalformedTokenError("algorithm not allowed")
+    if header.get("typ", "JWT") != "JWT":
+        raise MalformedTokenError("typ not allowed")
+    kid = header.get("kid")
+    # Only key ids we hold: the kid is looked up in a dict, never used as a
+    # path, a query or a URL.
+    if not isinstance(kid, str) or kid not in ring._prepared:
+        raise MalformedTokenError("unknown key id")
+    return kid
 
 
 def _claims(payload: Mapping[str, Any], kid: str, ring: KeyRing) -> Claims:
-    """Check the claims PyJWT does not know about; raise ``MalformedTokenError``."""
-    sub, iat, exp = payload["sub"], payload["iat"], payload["exp"]
+    """Check every claim but exp; raise ``MalformedTokenError``."""
+    for name in REQUIRED_CLAIMS:
+        if name not in payload:
+            raise MalformedTokenError(f"{name} claim missing")
+    if payload["iss"] != ring.issuer:
+        raise MalformedTokenError("wrong issuer")
+    if payload["aud"] != ring.audience:
+        raise MalformedTokenError("wrong audience")
     if payload["pur"] != PURPOSE:
         raise MalformedTokenError("token minted for another purpose")
+    sub, iat, exp = payload["sub"], payload["iat"], payload["exp"]
     if not isinstance(sub, str) or not USER_ID.fullmatch(sub):
         raise MalformedTokenError("sub is not a user id")
     for name in ("iat", "exp", "ep", "uep"):
         value = payload[name]
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        if type(value) is not int or value < 0:
             raise MalformedTokenError(f"{name} is not a whole number")
     if not 0 < exp - iat <= ring.max_ttl_seconds:
         raise MalformedTokenError("lifetime above the configured maximum")
@@ -173,41 +249,52 @@ def _claims(payload: Mapping[str, Any], kid: str, ring: KeyRing) -> Claims:
 def verify_token(token: Any, ring: KeyRing) -> Claims:
     """Verify ``token``'s signature and every claim; return its claims.
 
-    PyJWT checks ``exp`` and ``iat`` against its own clock with the ring's
-    leeway. The epochs are not checked here: see :func:`check_epochs`.
+    The checks are those of ``jwt.decode(token, key, algorithms=[alg],
+    audience=..., issuer=..., leeway=..., options={"require": [...],
+    "strict_aud": True})`` plus this service's own, in an order that never
+    believes an unsigned byte: shape, header, signature (PyJWT's HMAC
+    algorithm object, constant-time compare), then claims, then expiry last,
+    so that only a token of this service, audience and purpose is ever called
+    expired. The per-call work PyJWT repeats (key preparation, header
+    parsing, option merging) is done once, in the :class:`KeyRing`.
+    The epochs are not checked here: see :func:`check_epochs`.
     """
     if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH:
         raise MalformedTokenError("not a token of acceptable length")
+    raw = token.encode("utf-8", "surrogateescape")
+    if not _COMPACT.fullmatch(raw):
+        raise MalformedTokenError("not a compact JWS")
+    header_segment, payload_segment, signature_segment = raw.split(b".")
+    kid = _key_id(header_segment, ring)
     try:
-        header = jwt.get_unverified_header(token)
-    except jwt.InvalidTokenError as e:
-        raise MalformedTokenError(str(e)) from e
-    kid = header.get("kid")
-    # Only key ids we hold: the kid is looked up in a dict, never used as a
-    # path, a query or a URL.
-    if not isinstance(kid, str) or kid not in ring.keys:
-        raise MalformedTokenError("unknown key id")
-    if header.get("alg") != ring.algorithm:
-        raise MalformedTokenError("algorithm not allowed")
-    key = ring.keys[kid]
+        signature = base64url_decode(signature_segment)
+    except ValueError as e:
+        raise MalformedTokenError("signature is not base64url") from e
+    signing_input = raw[: len(header_segment) + 1 + len(payload_segment)]
+    if not ring._hmac.verify(signing_input, ring._prepared[kid], signature):
+        raise BadSignatureError("signature does not match")
     try:
-        payload = _decode(token, key, ring, verify_exp=True)
-    except jwt.ExpiredSignatureError as e:
-        # The signature checked out, but PyJWT looks at exp before aud and
-        # iss: decode again without exp so that only a token of this
-        # service, audience and purpose is ever called expired.
-        try:
-            claims = _claims(_decode(token, key, ring, verify_exp=False), kid, ring)
-        except jwt.InvalidTokenError as inner:
-            raise MalformedTokenError(str(inner)) from e
+        payload = json.loads(
+            base64url_decode(payload_segment), object_pairs_hook=_refuse_duplicates
+        )
+    except (ValueError, TypeError, RecursionError) as e:
+        raise MalformedTokenError("payload is not JSON") from e
+    if not isinstance(payload, dict):
+        raise MalformedTokenError("payload is not an object")
+    claims = _claims(payload, kid, ring)
+    now = utcnow().timestamp()
+    leeway = ring.leeway_seconds
+    # API.md: expired only when *past* exp plus the leeway, so a token is
+    # still good at exactly exp + leeway; issued in the future is invalid.
+    if claims.issued_at > now + leeway:
+        raise MalformedTokenError("issued in the future")
+    if "nbf" in payload and (type(payload["nbf"]) is not int or payload["nbf"] > now + leeway):
+        raise MalformedTokenError("not yet valid")
+    if now > claims.expires_at + leeway:
         raise ExpiredTokenError(
             "token expired", user_id=claims.user_id, expired_at=claims.expires_at
-        ) from e
-    except jwt.InvalidSignatureError as e:
-        raise BadSignatureError(str(e)) from e
-    except jwt.InvalidTokenError as e:
-        raise MalformedTokenError(str(e)) from e
-    return _claims(payload, kid, ring)
+        )
+    return claims
 
 
 def check_epochs(claims: Claims, state: TokenState) -> None:

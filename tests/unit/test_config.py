@@ -46,6 +46,15 @@ def test_defaults_match_the_contract(base):
         ({"SIGNING_KEYS": None}, "SIGNING_KEYS"),
         ({"SIGNING_KEYS": {"k1": "short"}}, "SIGNING_KEYS['k1'] is 5 bytes"),
         ({"SIGNING_KEYS": {"bad/kid": "x" * 40}}, "SIGNING_KEYS"),
+        ({"SIGNING_KEYS": {"k1": '{"kty": "oct", "k": "' + "A" * 40 + '"}'}}, "looks like"),
+        (
+            {
+                "SIGNING_KEYS": {
+                    "k1": "-----BEGIN PUBLIC KEY-----\n" + "A" * 40 + "\n-----END PUBLIC KEY-----"
+                }
+            },
+            "looks like",
+        ),
         ({"ACTIVE_KEY_ID": "k9"}, "ACTIVE_KEY_ID"),
         ({"API_KEYS": None}, "API_KEYS"),
         ({"API_KEYS": {"x": {"sha256": "abc", "roles": ["issuer"]}}}, "API_KEYS['x'].sha256"),

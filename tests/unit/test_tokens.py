@@ -115,9 +115,9 @@ def test_fresh_token_verifies_to_its_claims():
 
 
 def test_token_is_valid_until_exp_plus_leeway(frozen):
-    # RFC 7519: exp is the first instant at which the token is refused.
+    # API.md: refused only when past its expiry plus the leeway.
     token, _ = issue_token("42", STATE, target="/", ring=ring(), ttl=3600, now=T0)
-    frozen.tick(timedelta(seconds=3600 + 30 - 1))
+    frozen.tick(timedelta(seconds=3600 + 30))
     assert verify_token(token, ring()).user_id == "42"
     frozen.tick(timedelta(seconds=1))
     with pytest.raises(ExpiredTokenError) as exc_info:
@@ -128,7 +128,7 @@ def test_token_is_valid_until_exp_plus_leeway(frozen):
 
 def test_without_leeway_expiry_is_exact(frozen):
     token, _ = issue_token("42", STATE, target="/", ring=ring(leeway_seconds=0), ttl=60, now=T0)
-    frozen.tick(timedelta(seconds=59))
+    frozen.tick(timedelta(seconds=60))
     assert verify_token(token, ring(leeway_seconds=0)).user_id == "42"
     frozen.tick(timedelta(seconds=1))
     with pytest.raises(ExpiredTokenError):
@@ -276,3 +276,54 @@ def test_token_fits_512_characters_for_36_char_user_and_64_char_target():
         user, TokenState("x" * 12, 10**6, 10**6), target=target, ring=ring(), ttl=604800, now=T0
     )
     assert len(token) <= 512
+
+
+def test_issued_token_is_a_standard_jws_that_pyjwt_decodes():
+    token, _ = issue_token("42", STATE, target="/t", ring=ring(), ttl=3600, now=T0)
+    decoded = jwt.decode(
+        token,
+        K1,
+        algorithms=["HS256"],
+        audience="helpdesk-portal",
+        issuer="autologin-links",
+        options={"require": list(REQUIRED_CLAIMS)},
+    )
+    assert decoded["sub"] == "42"
+
+
+def test_token_minted_by_pyjwt_verifies():
+    assert verify_token(mint(payload()), ring()).user_id == "42"
+
+
+@pytest.mark.parametrize(
+    "extra",
+    (
+        {"jku": "https://evil.test/keys.json"},
+        {"x5u": "https://evil.test/cert.pem"},
+        {"jwk": {"kty": "oct", "k": "AAAA"}},
+        {"crit": ["exp"]},
+        {"typ": "JWE"},
+    ),
+)
+def test_headers_that_ask_for_other_keys_or_extensions_are_refused(extra):
+    token = jwt.encode(payload(), K1, algorithm="HS256", headers={"kid": "k1", **extra})
+    with pytest.raises(MalformedTokenError):
+        verify_token(token, ring())
+
+
+def test_duplicate_claims_are_refused_even_when_signed():
+    body = json.dumps(payload())[:-1] + ', "sub": "43"}'
+    header = _b64({"alg": "HS256", "kid": "k1", "typ": "JWT"})
+    segment = base64.urlsafe_b64encode(body.encode()).rstrip(b"=").decode()
+    import hashlib
+    import hmac
+
+    signature = hmac.new(K1, f"{header}.{segment}".encode(), hashlib.sha256).digest()
+    token = f"{header}.{segment}." + base64.urlsafe_b64encode(signature).rstrip(b"=").decode()
+    with pytest.raises(MalformedTokenError):
+        verify_token(token, ring())
+
+
+def test_nbf_in_the_future_is_refused_when_present():
+    with pytest.raises(MalformedTokenError):
+        verify_token(mint(payload(nbf=int(T0.timestamp()) + 3600)), ring())
