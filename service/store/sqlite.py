@@ -149,26 +149,38 @@ class SqliteStore:
 
     # -- connections -----------------------------------------------------
 
+    def _connect(self, synchronous: str) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path,
+            timeout=self.timeout,
+            isolation_level=None,
+            check_same_thread=False,
+            cached_statements=64,
+        )
+        conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+        conn.execute(f"PRAGMA synchronous = {synchronous}")
+        return conn
+
     def _conn(self) -> sqlite3.Connection:
         # One connection per thread and per process: a connection must never
         # cross a fork (gunicorn preloads the app, then forks its workers).
-        pid = os.getpid()
-        conn = getattr(self._local, "conn", None)
-        if conn is None or self._local.pid != pid:
-            conn = sqlite3.connect(
-                self.path,
-                timeout=self.timeout,
-                isolation_level=None,
-                check_same_thread=False,
-                cached_statements=64,
-            )
-            conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+        local = self._local
+        if getattr(local, "pid", None) != os.getpid():
             # FULL: a committed bump survives a power cut, not just a crash;
             # a lost bump would bring revoked tokens back to life.
-            conn.execute("PRAGMA synchronous = FULL")
-            self._local.conn = conn
-            self._local.pid = pid
-        return conn
+            local.conn = self._connect("FULL")
+            local.log_conn = None
+            local.pid = os.getpid()
+        return local.conn
+
+    def _log_conn(self) -> sqlite3.Connection:
+        # The sign-in log and rate-limit counters are written on every click:
+        # NORMAL (no fsync per commit in WAL mode) survives a crash of the
+        # process; a power cut may lose the last entries, never an epoch.
+        self._conn()
+        if self._local.log_conn is None:
+            self._local.log_conn = self._connect("NORMAL")
+        return self._local.log_conn
 
     @contextmanager
     def _guard(self) -> Iterator[None]:
@@ -237,15 +249,19 @@ class SqliteStore:
         return row
 
     def token_state(self, user_id: str) -> TokenState:
-        with self._guard():
+        # The hot path of every click: the guard is written out inline, since a
+        # generator-based context manager costs more than the query's own overhead.
+        try:
             row = self._conn().execute(_TOKEN_STATE, (user_id,)).fetchone()
+        except sqlite3.OperationalError as e:
+            raise StoreUnavailableError(f"SQLite store {self.path}: {e}") from e
+        except sqlite3.DatabaseError as e:
+            raise StoreDataError(f"SQLite store {self.path}: {e}") from e
         if row is None:
             raise StoreDataError(f"SQLite store {self.path} has no meta row")
         incarnation, epoch, user_epoch = row
-        if not (isinstance(incarnation, str) and isinstance(epoch, int)):
-            raise StoreDataError(f"SQLite store {self.path} has a meta row of the wrong shape")
-        if not isinstance(user_epoch, int):
-            raise StoreDataError(f"SQLite store {self.path} has a user epoch of the wrong shape")
+        if type(incarnation) is not str or type(epoch) is not int or type(user_epoch) is not int:
+            raise StoreDataError(f"SQLite store {self.path} has epochs of the wrong shape")
         return TokenState(incarnation, epoch, user_epoch)
 
     def issue_state(self, user_ids: Sequence[str]) -> IssueState:
@@ -370,7 +386,7 @@ class SqliteStore:
 
     def record_signin(self, signin: Signin) -> None:
         with self._guard():
-            self._conn().execute(
+            self._log_conn().execute(
                 "INSERT INTO signins (at, user_id, outcome, ip, user_agent) VALUES (?, ?, ?, ?, ?)",
                 (_ts(signin.at), signin.user_id, signin.outcome, signin.ip, signin.user_agent),
             )
@@ -384,7 +400,11 @@ class SqliteStore:
     def counter_incr(self, key: str, *, expiry_seconds: int, amount: int = 1) -> int:
         now = utcnow().timestamp()
         with self._guard():
-            row = self._conn().execute(_COUNTER_INCR, (key, amount, now, expiry_seconds)).fetchone()
+            row = (
+                self._log_conn()
+                .execute(_COUNTER_INCR, (key, amount, now, expiry_seconds))
+                .fetchone()
+            )
         return int(row[0])
 
     def _counter(self, key: str) -> tuple[int, float]:
@@ -411,7 +431,9 @@ class SqliteStore:
             self._conn().execute("DELETE FROM counters WHERE key = ?", (key,))
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None and self._local.pid == os.getpid():
-            conn.close()
+        local = self._local
+        if getattr(local, "pid", None) == os.getpid():
+            for conn in (local.conn, local.log_conn):
+                if conn is not None:
+                    conn.close()
         self._local = threading.local()

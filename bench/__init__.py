@@ -1,0 +1,1 @@
+"""The project's benchmark: every figure is a ratio against a baseline run in the same process."""
