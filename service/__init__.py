@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -48,16 +47,21 @@ def create_app(
         max_ttl_seconds=deployment.max_ttl_seconds,
         leeway_seconds=deployment.leeway_seconds,
     )
-    if not app.logger.handlers or app.logger.level == logging.NOTSET:
-        app.logger.setLevel(logging.INFO)
+    from service import cli, console, http, logs, metrics, ratelimit
 
-    from service import cli, http, metrics, ratelimit
-    from service.api import admin, links, ops, verify
+    logs.init_app(
+        app,
+        secrets=[s.decode() for s in deployment.signing_keys.values()]
+        + [str(app.config.get("SECRET_KEY") or "")],
+        token_param=deployment.token_param,
+    )
+    from service.api import admin, links, ops, scrub, verify
 
     ratelimit.init_app(app, store)
     metrics.init_app(app)
     http.init_app(app)
-    for module in (links, verify, admin, ops):
+    for module in (links, verify, scrub, admin, ops):
         app.register_blueprint(module.bp)
     cli.init_app(app)
+    console.init_app(app)
     return app

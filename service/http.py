@@ -139,6 +139,15 @@ def _token_problem(e: TokenError) -> Response:
 def init_app(app: Flask) -> None:
     """Register the error handlers that render every failure as problem+json."""
 
+    @app.after_request
+    def security_headers(response: Response) -> Response:
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        if request.path.startswith("/v1/"):
+            # Links carry tokens, admin answers carry the audit log: no cache
+            # between the caller and us may keep a copy.
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
     @app.errorhandler(ApiError)
     def api_error(e: ApiError) -> Response:
         return problem(e.status, e.code, e.detail, title=e.title, headers=e.headers)

@@ -36,3 +36,35 @@ def test_a_whole_session_logs_no_token_secret_or_key(client, links, caplog, caps
     for secret in [*SECRETS, *tokens, forged, unknown_kid, "wrong-key-123456789"]:
         assert secret not in logged  # ... the secrets never
     assert "eyJ" not in logged
+
+
+def test_each_request_logs_one_structured_line(client, caplog):
+    caplog.set_level(logging.INFO, logger="service.access")
+    response = client.get("/healthz", headers={"X-Request-Id": "req-123"})
+    assert response.headers["X-Request-Id"] == "req-123"
+    lines = [r for r in caplog.records if r.name == "service.access"]
+    assert len(lines) == 1
+    fields = lines[0].fields
+    assert fields["request_id"] == "req-123"
+    assert (fields["method"], fields["route"], fields["status"]) == ("GET", "/healthz", 200)
+    assert fields["duration_ms"] >= 0
+
+
+def test_route_not_path_is_logged(client, caplog, links):
+    caplog.set_level(logging.INFO, logger="service.access")
+    links.revoke("someone-secret-looking")
+    fields = [r.fields for r in caplog.records if r.name == "service.access"][-1]
+    assert fields["route"] == "/v1/admin/users/<path:user_id>/revoke"
+    assert "someone-secret-looking" not in caplog.text
+
+
+def test_a_request_id_of_the_wrong_shape_is_replaced(client):
+    response = client.get("/healthz", headers={"X-Request-Id": "x" * 200})
+    assert len(response.headers["X-Request-Id"]) == 32
+
+
+def test_api_answers_are_never_cached_and_never_sniffed(client, links):
+    response = links.issue()
+    assert response.headers["Cache-Control"] == "no-store"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert client.get("/healthz").headers["X-Content-Type-Options"] == "nosniff"

@@ -1,0 +1,150 @@
+"""Structured logs that never hold a token, a signing secret or an API key.
+
+Two pieces:
+
+- :func:`install_redaction` wraps the process's log record factory, so every
+  record of every logger (the service's, Flask's, gunicorn's access and error
+  logs) is scrubbed when it is created, before any handler or formatter sees
+  it. Anything shaped like a JWS, a bearer credential, a token parameter's
+  value or a configured signing secret becomes ``[redacted]``.
+- :func:`init_app` writes one JSON line per request: request id, method,
+  route (the rule, never the raw path or query), status and duration.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from flask import Flask, Response, g, request
+
+__all__ = ["JsonFormatter", "init_app", "install_redaction", "redact"]
+
+REDACTED = "[redacted]"
+# A compact JWS or JWE: base64url segments whose first starts like a JSON
+# object ("eyJ"). Matches tokens of any service, ours included.
+_JWS = re.compile(r"eyJ[A-Za-z0-9_-]{2,}(?:\.[A-Za-z0-9_-]*){1,4}")
+# "Authorization: Bearer <anything>" and "Bearer <anything>".
+_BEARER = re.compile(r"(?i)\b(bearer)(\s+|%20|\+)[^\s\"',;&]+")
+# A development API key, wherever it appears.
+_DEV_KEY = re.compile(r"dev-(?:admin|issuer|portal)-[A-Za-z0-9_-]{8,}")
+
+_secrets: list[str] = []
+_params: set[str] = {"auto_login", "token", "api_key", "key"}
+_request_log = logging.getLogger("service.access")
+
+
+def redact(text: str) -> str:
+    """Return ``text`` with everything shaped like a credential replaced."""
+    if not text:
+        return text
+    text = _JWS.sub(REDACTED, text)
+    text = _BEARER.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
+    text = _DEV_KEY.sub(REDACTED, text)
+    for name in _params:
+        if name + "=" in text:
+            text = re.sub(rf"(\b{re.escape(name)}=)[^\s&\"'#]+", rf"\1{REDACTED}", text)
+    for secret in _secrets:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def install_redaction(secrets: Iterable[str] = (), params: Iterable[str] = ()) -> None:
+    """Scrub every log record of this process from now on (idempotent).
+
+    :param secrets: literal values never to log (the signing secrets).
+    :param params: query parameter names whose values are never logged.
+    """
+    for secret in secrets:
+        if secret and secret not in _secrets:
+            _secrets.append(secret)
+    _params.update(params)
+    factory = logging.getLogRecordFactory()
+    if getattr(factory, "_redacting", False):
+        return
+
+    def redacting_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = factory(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError, KeyError):
+            message = str(record.msg)
+        clean = redact(message)
+        if clean != message:
+            record.msg, record.args = clean, ()
+        return record
+
+    redacting_factory._redacting = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(redacting_factory)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: time, level, logger, message and extra fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        entry.update(getattr(record, "fields", {}))
+        if record.exc_info:
+            entry["error"] = redact(self.formatException(record.exc_info))
+        return json.dumps(entry, default=str)
+
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def init_app(app: Flask, secrets: Iterable[str], token_param: str) -> None:
+    """Install redaction, the JSON formatter, and the per-request log line."""
+    install_redaction(secrets, [token_param])
+    logger = logging.getLogger("service")
+    if not any(getattr(h, "_autologin", False) for h in logger.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(JsonFormatter())
+        handler._autologin = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        # Flask's default handler would print every record a second time.
+        from flask.logging import default_handler
+
+        logger.removeHandler(default_handler)
+
+    @app.before_request
+    def start_request() -> None:
+        given = request.headers.get("X-Request-Id", "")
+        g.request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        g.request_started = time.perf_counter()
+
+    @app.after_request
+    def log_request(response: Response) -> Response:
+        started = g.get("request_started")
+        request_id = g.get("request_id", "-")
+        response.headers["X-Request-Id"] = request_id
+        rule = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        _request_log.info(
+            "%s %s %s",
+            request.method,
+            rule,
+            response.status_code,
+            extra={
+                "fields": {
+                    "request_id": request_id,
+                    "method": request.method,
+                    "route": rule,
+                    "status": response.status_code,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 3)
+                    if started
+                    else None,
+                }
+            },
+        )
+        return response
