@@ -9,9 +9,6 @@ import pytest
 from tests.conftest import API_KEYS, auth
 
 LINK = {"user_id": "42", "email": "alice@example.com", "recipients": {"to": ["alice@example.com"]}}
-SCRUB_MISSING = pytest.mark.xfail(
-    strict=True, reason="BUG: POST /v1/scrub (API.md) is not implemented: 404 for every caller"
-)
 
 #: (method, path, a valid body, the roles that may call it)
 ROUTES = (
@@ -32,14 +29,14 @@ SINGLE_ROLE_KEYS = {"issuer": "issuer-key", "portal": "portal-key", "admin": "ad
 
 def _route_params():
     for method, path, body, roles in ROUTES:
-        marks = [SCRUB_MISSING] if path == "/v1/scrub" else []
+        marks = []
         yield pytest.param(method, path, body, roles, marks=marks, id=f"{method} {path}")
 
 
 def _pairs(allowed: bool):
     """Each route with each single-role key that may (or may not) call it."""
     for method, path, body, roles in ROUTES:
-        marks = [SCRUB_MISSING] if path == "/v1/scrub" else []
+        marks = []
         for role, key in SINGLE_ROLE_KEYS.items():
             if (role in roles) == allowed:
                 yield pytest.param(

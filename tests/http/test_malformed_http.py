@@ -11,9 +11,6 @@ from tests.conftest import auth
 KEY = auth("ops-key")  # every role: only the body is wrong
 PROBLEM_FIELDS = {"type", "title", "status", "detail", "code"}
 HUGE = "x" * 100_000
-SCRUB_MISSING = pytest.mark.xfail(
-    strict=True, reason="BUG: POST /v1/scrub (API.md) is not implemented: 404 for every body"
-)
 
 #: Every route that takes a body: (method, path).
 BODY_ROUTES = (
@@ -25,12 +22,7 @@ BODY_ROUTES = (
     ("POST", "/v1/admin/users/42/revoke"),
     ("POST", "/v1/scrub"),
 )
-ROUTE_PARAMS = [
-    pytest.param(
-        method, path, id=f"{method} {path}", marks=[SCRUB_MISSING] if path == "/v1/scrub" else []
-    )
-    for method, path in BODY_ROUTES
-]
+ROUTE_PARAMS = [pytest.param(method, path, id=f"{method} {path}") for method, path in BODY_ROUTES]
 
 
 def send(client, method, path, data: bytes | str, **headers):
@@ -197,7 +189,7 @@ FIELD_CASES = [
 
 def _field_params():
     for method, path, body, status, code in FIELD_CASES:
-        marks = [SCRUB_MISSING] if path == "/v1/scrub" else []
+        marks = []
         shown = body if isinstance(body, str) else json.dumps(body)
         label = shown if len(shown) < 60 else shown[:40] + f"...({len(shown)})"
         yield pytest.param(method, path, body, status, code, marks=marks, id=f"{path} {label}")
