@@ -41,3 +41,9 @@ test: install system-deps lint
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+## Start the service (development, demo keys, SQLite) on 127.0.0.1:8000 and the example
+## portal on 127.0.0.1:8080, switch auto-login on, print an email whose link works. Ctrl-C stops.
+.PHONY: demo
+demo: install
+	$(BIN)/python examples/portal/demo.py

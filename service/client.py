@@ -1,0 +1,263 @@
+"""The email side's client: ask the service for the portal link of one email, or many.
+
+It never holds an email back. When the service is slow, down, or answers
+anything but a well-formed ``200`` (an error, bad JSON, a timeout, a refused
+connection), the email gets the plain portal link (the portal's base URL plus
+the target, no token) and the log says why, never with the token or the API
+key::
+
+    client = LinkClient("https://autologin.internal", issuer_key,
+                        portal_base_url="https://portal.example.com")
+    link = client.link("42", "alice@example.com", to=["alice@example.com"],
+                       target="/tickets/1234")
+    link.url  # with a token when the service allowed one
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+from service.portal import is_portal_path
+
+__all__ = ["EmailLinkRequest", "LinkClient", "PortalLink"]
+
+log = logging.getLogger("service.client")
+
+#: Items per ``POST /v1/links/batch``: the service takes 1000, but its 1 MiB
+#: body limit is reached sooner by items with long recipient lists.
+BATCH_SIZE = 500
+
+
+@dataclass(frozen=True)
+class PortalLink:
+    """The link for one email; ``str(link)`` is its URL."""
+
+    url: str
+    #: Whether ``url`` carries a token.
+    auto_login: bool
+    #: Why not: the service's ``disabled``, ``multiple_recipients`` or
+    #: ``recipient_mismatch``; or this client's ``service_unavailable`` (no
+    #: answer, a 5xx, bad JSON) or ``service_error`` (the service refused the
+    #: request: a wrong key, an invalid address or target).
+    reason: str | None = None
+    #: ``2026-11-26T10:00:00Z`` when ``auto_login``.
+    expires_at: str | None = None
+
+    def __str__(self) -> str:
+        return self.url
+
+
+@dataclass(frozen=True)
+class EmailLinkRequest:
+    """One email of a batch: the arguments of :meth:`LinkClient.link`."""
+
+    user_id: str
+    email: str
+    to: Sequence[str] = ()
+    cc: Sequence[str] = ()
+    bcc: Sequence[str] = ()
+    target: str = "/"
+    ttl_seconds: int | None = None
+    _body: dict[str, Any] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        body: dict[str, Any] = {
+            "user_id": self.user_id,
+            "email": self.email,
+            "recipients": {
+                "to": _addresses(self.to),
+                "cc": _addresses(self.cc),
+                "bcc": _addresses(self.bcc),
+            },
+            "target": self.target,
+        }
+        if self.ttl_seconds is not None:
+            body["ttl_seconds"] = self.ttl_seconds
+        object.__setattr__(self, "_body", body)
+
+
+def _addresses(value: Sequence[str] | str) -> list[str]:
+    # to="alice@example.com" means one address, not a list of characters.
+    return [value] if isinstance(value, str) else list(value)
+
+
+class _Fallback(Exception):
+    """The service gave no usable answer; ``reason`` and ``why`` (for the log)."""
+
+    def __init__(self, reason: str, why: str) -> None:
+        super().__init__(why)
+        self.reason = reason
+        self.why = why
+
+
+class LinkClient:
+    """A keep-alive client of ``POST /v1/links`` and ``/v1/links/batch`` (role ``issuer``).
+
+    :param service_url: the service's base URL.
+    :param api_key: an API key with the ``issuer`` role; sent as ``Authorization: Bearer``.
+    :param portal_base_url: the portal's origin (and base path): the plain link
+        is this plus the target. It should equal the service's ``PORTAL_BASE_URL``;
+        an answer whose link points elsewhere is not used.
+    :param connect_timeout: seconds to wait for a connection.
+    :param read_timeout: seconds to wait for the answer: the longest an email waits.
+    """
+
+    def __init__(
+        self,
+        service_url: str,
+        api_key: str,
+        *,
+        portal_base_url: str,
+        connect_timeout: float = 1.0,
+        read_timeout: float = 3.0,
+        session: requests.Session | None = None,
+    ) -> None:
+        self.service_url = service_url.rstrip("/")
+        self.portal_base_url = portal_base_url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {api_key}", "Accept": "application/json"}
+        self._timeout = (connect_timeout, read_timeout)
+        self._own_session = session is None
+        #: One keep-alive session, reused by every call (and thread-safe enough
+        #: for that: requests pools its connections).
+        self.session = session or requests.Session()
+
+    def __repr__(self) -> str:  # never the key
+        return f"LinkClient({self.service_url!r}, portal_base_url={self.portal_base_url!r})"
+
+    def link(
+        self,
+        user_id: str,
+        email: str,
+        to: Sequence[str],
+        cc: Sequence[str] = (),
+        bcc: Sequence[str] = (),
+        target: str = "/",
+        ttl_seconds: int | None = None,
+    ) -> PortalLink:
+        """Return the link for one email: with a token when the service allows, else plain.
+
+        Pass every address the email goes to (``to``, ``cc`` and ``bcc``) exactly
+        as it will be sent: the service puts a token only into an email whose one
+        reader is the user.
+        """
+        request = EmailLinkRequest(user_id, email, to, cc, bcc, target, ttl_seconds)
+        if not is_portal_path(target):
+            return self._fallback(request, "service_error", "target is not a path on the portal")
+        try:
+            answer = self._post("/v1/links", request._body)
+            return self._answer(answer, request)
+        except _Fallback as e:
+            return self._fallback(request, e.reason, e.why)
+
+    def links(self, requests_: Iterable[EmailLinkRequest | Mapping[str, Any]]) -> list[PortalLink]:
+        """Return the links of many emails, in order; each fails (to its plain link) alone."""
+        items = [r if isinstance(r, EmailLinkRequest) else EmailLinkRequest(**r) for r in requests_]
+        out: list[PortalLink] = []
+        for start in range(0, len(items), BATCH_SIZE):
+            out += self._batch(items[start : start + BATCH_SIZE])
+        return out
+
+    def _batch(self, chunk: list[EmailLinkRequest]) -> list[PortalLink]:
+        out: list[PortalLink | None] = [None] * len(chunk)
+        sent = []
+        for i, request in enumerate(chunk):
+            if is_portal_path(request.target):
+                sent.append(i)
+            else:
+                out[i] = self._fallback(
+                    request, "service_error", "target is not a path on the portal"
+                )
+        if sent:
+            try:
+                answer = self._post("/v1/links/batch", {"items": [chunk[i]._body for i in sent]})
+                answers = answer.get("items") if isinstance(answer, dict) else None
+                if not isinstance(answers, list) or len(answers) != len(sent):
+                    raise _Fallback("service_unavailable", "batch answer of the wrong shape")
+            except _Fallback as e:
+                # One line for the whole request, not one per email.
+                log.warning(
+                    "auto-login links for %d emails: %s; they get plain links", len(sent), e.why
+                )
+                for i in sent:
+                    out[i] = self._plain(chunk[i], e.reason)
+            else:
+                for i, item in zip(sent, answers, strict=True):
+                    try:
+                        out[i] = self._answer(item, chunk[i])
+                    except _Fallback as e:
+                        out[i] = self._fallback(chunk[i], e.reason, e.why)
+        return [link for link in out if link is not None]
+
+    def _post(self, path: str, body: dict[str, Any]) -> Any:
+        try:
+            response = self.session.post(
+                self.service_url + path, json=body, headers=self._headers, timeout=self._timeout
+            )
+        except requests.Timeout as e:
+            raise _Fallback("service_unavailable", "timed out") from e
+        except requests.ConnectionError as e:
+            raise _Fallback("service_unavailable", "cannot connect") from e
+        except requests.RequestException as e:
+            raise _Fallback("service_unavailable", type(e).__name__) from e
+        try:
+            answer = json.loads(response.content)
+        except ValueError as e:
+            raise _Fallback(
+                "service_unavailable", f"HTTP {response.status_code}, body is not JSON"
+            ) from e
+        if response.status_code != 200:
+            code = answer.get("code") if isinstance(answer, dict) else None
+            reason = "service_error" if 400 <= response.status_code < 500 else "service_unavailable"
+            raise _Fallback(reason, f"HTTP {response.status_code} {code or ''}".strip())
+        return answer
+
+    def _answer(self, answer: Any, request: EmailLinkRequest) -> PortalLink:
+        """Return the link of a 200 item, or raise ``_Fallback`` for a malformed one."""
+        if not isinstance(answer, dict):
+            raise _Fallback("service_unavailable", "answer is not a JSON object")
+        if "error" in answer:
+            error = answer["error"] if isinstance(answer["error"], dict) else {}
+            # The detail names the field (recipients.to[0], target): no secret.
+            raise _Fallback("service_error", f"{error.get('code')}: {error.get('detail')}".strip())
+        url, auto_login = answer.get("url"), answer.get("auto_login")
+        if not isinstance(url, str) or not isinstance(auto_login, bool):
+            raise _Fallback("service_unavailable", "answer without url and auto_login")
+        # The service and this client must agree on the portal: a link to
+        # anywhere else is not put into an email.
+        if not url.startswith(self.portal_base_url + "/"):
+            raise _Fallback("service_error", "answer's link is not on the configured portal")
+        reason = answer.get("reason")
+        expires_at = answer.get("expires_at")
+        return PortalLink(
+            url,
+            auto_login,
+            reason if isinstance(reason, str) else None,
+            expires_at if isinstance(expires_at, str) and auto_login else None,
+        )
+
+    def _fallback(self, request: EmailLinkRequest, reason: str, why: str) -> PortalLink:
+        log.warning(
+            "auto-login link for user %s: %s; the email gets the plain link", request.user_id, why
+        )
+        return self._plain(request, reason)
+
+    def _plain(self, request: EmailLinkRequest, reason: str) -> PortalLink:
+        target = request.target if is_portal_path(request.target) else "/"
+        return PortalLink(self.portal_base_url + target, False, reason, None)
+
+    def close(self) -> None:
+        """Close the keep-alive session (if this client opened it)."""
+        if self._own_session:
+            self.session.close()
+
+    def __enter__(self) -> LinkClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

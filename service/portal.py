@@ -1,0 +1,515 @@
+"""Sign portal users in from auto-login links: a WSGI middleware and a Flask helper.
+
+The portal wraps its application in :class:`AutoLoginMiddleware`. On a GET
+whose query carries the token parameter, the middleware asks the service who
+the token signs in (``POST /v1/tokens/verify`` with the portal's API key),
+calls the portal's ``login`` callback, and answers ``303 See Other`` to the
+token's target, so the token leaves the address bar at once (as django-sesame's
+``get_redirect`` does). A token that fails, or a service that cannot be reached,
+lands the user on the same page without the token and tells the portal why.
+
+Only GET signs anyone in. Link scanners send HEAD (and sometimes OPTIONS);
+those, and every other method, reach the portal's application with the token
+stripped from the query, unverified. Portals whose users' mail is scanned by
+tools that *follow* links use ``confirm=True``: the GET shows one button that
+POSTs the token, and only that POST signs in.
+
+Nothing here logs a token, and nothing taken from the request decides where a
+signed-in user goes: the target comes from the verified answer, and it is
+checked again to be a path on this portal. This module needs only the standard
+library and ``requests``; :class:`FlaskAutoLogin` imports Flask when used.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, quote, unquote, unquote_plus, urlsplit
+
+import requests
+
+__all__ = [
+    "FAILURE_REASONS",
+    "AutoLoginMiddleware",
+    "FlaskAutoLogin",
+    "LoginRefusedError",
+    "Verified",
+    "VerificationError",
+    "Verifier",
+    "is_portal_path",
+]
+
+log = logging.getLogger("service.portal")
+
+#: What ``on_failure`` may be told. The first four come from the service (or
+#: its absence); ``login_refused`` is the portal's own ``login`` saying no.
+FAILURE_REASONS = (
+    "token_expired",
+    "token_revoked",
+    "token_invalid",
+    "service_unavailable",
+    "login_refused",
+)
+_TOKEN_CODES = frozenset(FAILURE_REASONS[:3])
+#: The service refuses longer tokens; no need to send them.
+MAX_TOKEN_LENGTH = 4096
+#: A confirm form is a token and a path; anything larger is not ours.
+MAX_CONFIRM_BODY = 16 * 1024
+#: Headers of every answer that carries or consumes a token: no cache keeps
+#: it, and no Referer header takes the address to another site.
+NO_STORE = [("Cache-Control", "no-store"), ("Referrer-Policy", "no-referrer")]
+_PATH_SAFE = "/:@!$&'()*+,;=-._~"
+_QUERY_SAFE = _PATH_SAFE + "?%"
+
+Headers = Iterable[tuple[str, str]]
+LoginCallback = Callable[[dict[str, Any], str, dict[str, Any]], Headers | None]
+FailureCallback = Callable[[dict[str, Any], str], Headers | None]
+
+
+class LoginRefusedError(Exception):
+    """Raised by a ``login`` callback that will not sign this user in (unknown, locked)."""
+
+
+class VerificationError(Exception):
+    """The token does not sign anyone in; ``reason`` is one of :data:`FAILURE_REASONS`."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        #: ``token_expired``, ``token_revoked``, ``token_invalid`` or ``service_unavailable``.
+        self.reason = reason
+        #: Why, for the log: never the token.
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class Verified:
+    """The service's answer for a genuine, current token."""
+
+    user_id: str
+    #: The token's target, re-checked: a path on this portal, else ``"/"``.
+    target: str
+    #: The whole verified answer (``user_id``, ``target``, ``issued_at``, ``expires_at``).
+    claims: dict[str, Any]
+
+
+def is_portal_path(value: object) -> bool:
+    """Return whether ``value`` is a path on this portal (``/x?y``), never another host."""
+    if not isinstance(value, str) or not value.startswith("/") or len(value) > 2048:
+        return False
+    # Printable ASCII only: no spaces, controls or characters a browser "fixes".
+    if any(not 0x21 <= ord(c) <= 0x7E for c in value) or "\\" in value:
+        return False
+    # "//host" and "/\host" are other hosts to a browser; so are their encoded
+    # forms to a portal that decodes the path before it redirects.
+    parts = urlsplit(value)
+    decoded = unquote(parts.path)
+    return (
+        not value.startswith("//")
+        and not parts.scheme
+        and not parts.netloc
+        and not decoded.startswith("//")
+        and "\\" not in decoded
+        and all(ord(c) >= 0x20 for c in decoded)
+    )
+
+
+class Verifier:
+    """Ask the service who a token signs in: ``POST /v1/tokens/verify`` with the portal key.
+
+    :param service_url: the service's base URL, e.g. ``https://autologin.internal``.
+    :param api_key: an API key with the ``portal`` role; sent as a Bearer token.
+    """
+
+    def __init__(
+        self,
+        service_url: str,
+        api_key: str,
+        *,
+        connect_timeout: float = 1.0,
+        read_timeout: float = 3.0,
+        session: requests.Session | None = None,
+    ) -> None:
+        self._url = service_url.rstrip("/") + "/v1/tokens/verify"
+        self._headers = {"Authorization": f"Bearer {api_key}", "Accept": "application/json"}
+        self._timeout = (connect_timeout, read_timeout)
+        self._own_session = session is None
+        #: One keep-alive session: a sign-in costs one round trip, not a handshake too.
+        self.session = session or requests.Session()
+
+    def __repr__(self) -> str:  # never the key
+        return f"Verifier({self._url!r})"
+
+    def verify(
+        self, token: str, *, ip: str | None = None, user_agent: str | None = None
+    ) -> Verified:
+        """Return who ``token`` signs in; raise :class:`VerificationError` otherwise."""
+        if not token or len(token) > MAX_TOKEN_LENGTH:
+            raise VerificationError("token_invalid", "empty or over-long token, not sent")
+        client = {}
+        # The service refuses longer values; cut them rather than fail the sign-in.
+        if ip:
+            client["ip"] = ip[:64]
+        if user_agent:
+            client["user_agent"] = user_agent[:512]
+        body = {"token": token, "client": client}
+        try:
+            response = self.session.post(
+                self._url, json=body, headers=self._headers, timeout=self._timeout
+            )
+        except requests.Timeout as e:
+            raise VerificationError("service_unavailable", "timed out") from e
+        except requests.ConnectionError as e:
+            raise VerificationError("service_unavailable", "cannot connect") from e
+        except requests.RequestException as e:
+            raise VerificationError("service_unavailable", type(e).__name__) from e
+        try:
+            answer = json.loads(response.content)
+        except ValueError as e:
+            raise VerificationError(
+                "service_unavailable", f"HTTP {response.status_code}, not JSON"
+            ) from e
+        code = answer.get("code") if isinstance(answer, dict) else None
+        if response.status_code == 401 and code in _TOKEN_CODES:
+            raise VerificationError(code, code)
+        if response.status_code != 200:
+            # 401 unauthorized / 403 forbidden: our key; 503: the service's store.
+            raise VerificationError(
+                "service_unavailable", f"HTTP {response.status_code} {code or ''}".strip()
+            )
+        if not (
+            isinstance(answer, dict)
+            and isinstance(answer.get("user_id"), str)
+            and answer["user_id"]
+            and isinstance(answer.get("target"), str)
+        ):
+            raise VerificationError("service_unavailable", "HTTP 200 without user_id and target")
+        target = answer["target"]
+        if not is_portal_path(target):
+            log.warning("auto-login: the verified target is not a path on this portal; using /")
+            target = "/"
+        return Verified(answer["user_id"], target, answer)
+
+    def close(self) -> None:
+        """Close the session if this verifier opened it."""
+        if self._own_session:
+            self.session.close()
+
+
+def _split_query(query: str, param: str) -> tuple[list[str], list[str]]:
+    """Return the values of ``param`` and every other ``name=value`` piece, verbatim."""
+    tokens, others = [], []
+    for piece in query.split("&"):
+        if not piece:
+            continue
+        name, _, value = piece.partition("=")
+        if unquote_plus(name) == param:
+            tokens.append(unquote_plus(value))
+        else:
+            others.append(piece)
+    return tokens, others
+
+
+def _drop_param(target: str, param: str) -> str:
+    """Return ``target`` without any ``param`` in its query (fragment kept)."""
+    path_query, hash_mark, fragment = target.partition("#")
+    path, _, query = path_query.partition("?")
+    _, others = _split_query(query, param)
+    return path + ("?" + "&".join(others) if others else "") + hash_mark + fragment
+
+
+def _quote_path(environ: Mapping[str, Any], path_info: str | None = None) -> str:
+    """Return SCRIPT_NAME + PATH_INFO as a URL path on this host (never ``//host``)."""
+    raw = environ.get("SCRIPT_NAME", "") + (
+        environ.get("PATH_INFO", "") if path_info is None else path_info
+    )
+    # WSGI strings are bytes decoded as latin-1: re-encode, then quote.
+    path = quote(raw.encode("latin-1", "replace"), safe=_PATH_SAFE)
+    # A request for "//evil.test/x" must not come back as Location: //evil.test/x.
+    return "/" + path.lstrip("/")
+
+
+def _query(pieces: list[str]) -> str:
+    return "&".join(quote(p.encode("latin-1", "replace"), safe=_QUERY_SAFE) for p in pieces)
+
+
+def _strip_token(environ: dict[str, Any], param: str) -> dict[str, Any]:
+    """Return a copy of ``environ`` whose query (and raw URI) no longer holds the token."""
+    _, others = _split_query(environ.get("QUERY_STRING", ""), param)
+    stripped = dict(environ)
+    stripped["QUERY_STRING"] = "&".join(others)
+    for key in ("REQUEST_URI", "RAW_URI"):
+        if key in stripped:
+            path = stripped[key].split("?", 1)[0]
+            stripped[key] = path + ("?" + stripped["QUERY_STRING"] if others else "")
+    return stripped
+
+
+_CONFIRM_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="referrer" content="no-referrer">
+<title>Continue to the portal</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem}}
+button{{font-size:1.1rem;padding:.6rem 1.2rem}}</style></head>
+<body><h1>Continue to the portal</h1>
+<p>This link signs you in to the portal.</p>
+<form method="post" action="{action}">
+<input type="hidden" name="{param}" value="{token}">
+<input type="hidden" name="page" value="{page}">
+<button type="submit">Continue to the portal</button>
+</form></body></html>
+"""
+
+
+class AutoLoginMiddleware:
+    """WSGI middleware: sign a user in from a link's token, then drop the token from the URL.
+
+    :param app: the portal's WSGI application.
+    :param login: ``login(environ, user_id, claims)``: sign ``user_id`` in. It may
+        return headers for the redirect (``Set-Cookie``), or raise
+        :class:`LoginRefusedError`. ``environ`` no longer holds the token.
+    :param on_failure: ``on_failure(environ, reason)`` with a reason of
+        :data:`FAILURE_REASONS`, so the next page can say "this link has
+        expired, please sign in"; it may return headers (a flash cookie).
+    :param token_param: the service's ``TOKEN_PARAM``.
+    :param confirm: show a "Continue to the portal" button that POSTs the
+        token instead of signing in on the GET (for mail scanned by tools that
+        follow links).
+    :param confirm_path: where that button POSTs, under ``SCRIPT_NAME``.
+    """
+
+    def __init__(
+        self,
+        app: Callable[..., Iterable[bytes]],
+        *,
+        login: LoginCallback,
+        on_failure: FailureCallback | None = None,
+        verifier: Verifier | None = None,
+        service_url: str | None = None,
+        api_key: str | None = None,
+        token_param: str = "auto_login",
+        confirm: bool = False,
+        confirm_path: str = "/auto-login/confirm",
+        connect_timeout: float = 1.0,
+        read_timeout: float = 3.0,
+    ) -> None:
+        if verifier is None:
+            if not service_url or not api_key:
+                raise ValueError("give a verifier, or the service_url and the portal api_key")
+            verifier = Verifier(
+                service_url, api_key, connect_timeout=connect_timeout, read_timeout=read_timeout
+            )
+        if not is_portal_path(confirm_path) or "?" in confirm_path:
+            raise ValueError("confirm_path must be a plain path such as /auto-login/confirm")
+        self.app = app
+        self.login = login
+        self.on_failure = on_failure
+        self.verifier = verifier
+        self.token_param = token_param
+        self.confirm = confirm
+        self.confirm_path = confirm_path
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        method = environ.get("REQUEST_METHOD", "GET").upper()
+        if self.confirm and method == "POST" and environ.get("PATH_INFO", "") == self.confirm_path:
+            return self._confirmed(environ, start_response)
+        tokens, _ = _split_query(environ.get("QUERY_STRING", ""), self.token_param)
+        if not tokens:
+            return self.app(environ, start_response)
+        stripped = _strip_token(environ, self.token_param)
+        if method != "GET" or _prefetch(environ):
+            # HEAD, OPTIONS, POST, ..., and a browser's speculative prefetch:
+            # link scanners and previews. They never sign in and never spend a
+            # verification; the application answers them as it would without
+            # the token, which it never sees.
+            return self.app(stripped, start_response)
+        page = self._page(stripped)
+        if self.confirm:
+            return self._confirm_page(environ, start_response, tokens[0], page)
+        return self._sign_in(stripped, start_response, tokens[0], page)
+
+    def _page(self, stripped: Mapping[str, Any]) -> str:
+        """Return this request's own address without the token: where a failure lands."""
+        _, others = _split_query(stripped.get("QUERY_STRING", ""), self.token_param)
+        query = _query(others)
+        return _quote_path(stripped) + ("?" + query if query else "")
+
+    def _sign_in(
+        self,
+        environ: dict[str, Any],
+        start_response: Callable[..., Any],
+        token: str,
+        page: str,
+    ) -> Iterable[bytes]:
+        try:
+            verified = self.verifier.verify(
+                token, ip=environ.get("REMOTE_ADDR"), user_agent=environ.get("HTTP_USER_AGENT")
+            )
+        except VerificationError as e:
+            if e.reason == "service_unavailable":
+                log.warning("auto-login: service unavailable (%s)", e.detail)
+            else:
+                log.info("auto-login refused: %s", e.reason)
+            return self._failed(environ, start_response, e.reason, page)
+        try:
+            extra = self.login(environ, verified.user_id, verified.claims)
+        except LoginRefusedError:
+            log.info("auto-login refused by the portal for user %s", verified.user_id)
+            return self._failed(environ, start_response, "login_refused", page)
+        log.info("auto-login: signed in user %s", verified.user_id)
+        # The target comes from the verified token only: not the request's
+        # path, query, "next" or Host header.
+        location = _quote_path(environ, "").rstrip("/") + _drop_param(
+            verified.target, self.token_param
+        )
+        return _redirect(start_response, location, extra)
+
+    def _failed(
+        self,
+        environ: dict[str, Any],
+        start_response: Callable[..., Any],
+        reason: str,
+        page: str,
+    ) -> Iterable[bytes]:
+        extra = self.on_failure(environ, reason) if self.on_failure else None
+        # ``page`` has no token parameter: following it can never loop back here.
+        return _redirect(start_response, page, extra)
+
+    def _confirm_page(
+        self,
+        environ: dict[str, Any],
+        start_response: Callable[..., Any],
+        token: str,
+        page: str,
+    ) -> Iterable[bytes]:
+        action = _quote_path(environ, self.confirm_path)
+        body = _CONFIRM_PAGE.format(
+            action=html.escape(action),
+            param=html.escape(self.token_param),
+            token=html.escape(token),
+            page=html.escape(page),
+        ).encode()
+        start_response(
+            "200 OK",
+            [
+                ("Content-Type", "text/html; charset=utf-8"),
+                ("Content-Length", str(len(body))),
+                *NO_STORE,
+                (
+                    "Content-Security-Policy",
+                    "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+                    "frame-ancestors 'none'; base-uri 'none'",
+                ),
+                ("X-Frame-Options", "DENY"),
+            ],
+        )
+        return [body]
+
+    def _confirmed(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        form = _read_form(environ)
+        page = form.get("page", "/")
+        # The failure landing comes from the form: accept only a path here,
+        # without the token.
+        if not is_portal_path(page):
+            page = "/"
+        page = _drop_param(page, self.token_param)
+        # No CSRF token: the link token itself is the credential. A forged
+        # cross-site POST can only carry a token its forger holds, and so signs
+        # the browser in as the forger: no more than mailing that link would.
+        return self._sign_in(environ, start_response, form.get(self.token_param, ""), page)
+
+
+def _prefetch(environ: Mapping[str, Any]) -> bool:
+    purpose = environ.get("HTTP_SEC_PURPOSE", "") + environ.get("HTTP_PURPOSE", "")
+    return "prefetch" in purpose.lower() or environ.get("HTTP_X_MOZ", "").lower() == "prefetch"
+
+
+def _read_form(environ: Mapping[str, Any]) -> dict[str, str]:
+    content_type = environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if content_type != "application/x-www-form-urlencoded" or not 0 < length <= MAX_CONFIRM_BODY:
+        return {}
+    body = environ["wsgi.input"].read(length).decode("latin-1")
+    form: dict[str, str] = {}
+    for name, value in parse_qsl(body, keep_blank_values=True):
+        form.setdefault(name, value)
+    return form
+
+
+def _redirect(
+    start_response: Callable[..., Any], location: str, extra: Headers | None
+) -> Iterator[bytes]:
+    start_response(
+        "303 See Other",
+        [
+            ("Location", location),
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("Content-Length", "0"),
+            *NO_STORE,
+            *(extra or ()),
+        ],
+    )
+    return iter(())
+
+
+class FlaskAutoLogin:
+    """The middleware for a Flask portal: callbacks run with ``request`` and ``session``.
+
+    ``login(request, user_id, claims)`` signs the user in (``session["user_id"] =
+    user_id``) or raises :class:`LoginRefusedError`; ``on_failure(request, reason)``
+    may ``flash()`` a message. Both run in a request context of the app (its
+    ``before_request`` hooks do not run), and the session they change is saved
+    into the redirect's ``Set-Cookie``.
+    """
+
+    def __init__(
+        self,
+        app: Any = None,
+        *,
+        login: Callable[[Any, str, dict[str, Any]], None],
+        on_failure: Callable[[Any, str], None] | None = None,
+        **options: Any,
+    ) -> None:
+        self.login = login
+        self.on_failure = on_failure
+        self.options = options
+        self.middleware: AutoLoginMiddleware | None = None
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Any) -> None:
+        """Wrap ``app.wsgi_app`` in the middleware."""
+        self.middleware = AutoLoginMiddleware(
+            app.wsgi_app,
+            login=lambda environ, user_id, claims: self._in_request(
+                app, environ, self.login, user_id, claims
+            ),
+            on_failure=lambda environ, reason: self._in_request(
+                app, environ, self.on_failure, reason
+            ),
+            **self.options,
+        )
+        app.wsgi_app = self.middleware
+        app.extensions["autologin"] = self
+
+    @staticmethod
+    def _in_request(app: Any, environ: dict[str, Any], callback: Any, *args: Any) -> Headers:
+        if callback is None:
+            return []
+        from flask import request, session
+
+        with app.request_context(environ):
+            callback(request, *args)
+            response = app.response_class()
+            if not app.session_interface.is_null_session(session):
+                app.session_interface.save_session(app, session, response)
+            return [("Set-Cookie", v) for v in response.headers.getlist("Set-Cookie")]

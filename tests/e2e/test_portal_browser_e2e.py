@@ -1,0 +1,184 @@
+"""Chromium clicks the link of a rendered email: signed in, token gone; voided, sent to sign in.
+
+The real service runs under gunicorn; the example portal (examples/portal)
+runs on its own loopback port with its query-free access log, and the
+service's PORTAL_BASE_URL points at it. SAVE_SCREENSHOTS=1 also writes
+docs/screenshots/portal-signed-in.png and portal-link-revoked.png.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import threading
+
+import pytest
+import requests
+from werkzeug.serving import make_server
+
+from service.client import LinkClient
+from service.emails import render_ticket_update
+from tests.conftest import API_KEYS, SECRETS, SIGNING_KEYS, api_keys_config
+from tests.support.browser import chromium
+from tests.support.gunicorn_server import ROOT, GunicornServer, free_port
+
+ADMIN = {"Authorization": f"Bearer {API_KEYS['admin-key'][0]}"}
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+
+
+def _portal_module():
+    spec = importlib.util.spec_from_file_location(
+        "example_portal_app", ROOT / "examples" / "portal" / "app.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def stack(tmp_path, request):
+    """The service under gunicorn and the example portal, wired to each other."""
+    confirm = getattr(request, "param", False)
+    portal_port = free_port()
+    portal_url = f"http://127.0.0.1:{portal_port}"
+    config = {
+        # development: the portal is plain http on loopback.
+        "ENV": "development",
+        "PORTAL_BASE_URL": portal_url,
+        "STORE_URL": f"sqlite:///{tmp_path / 'store.db'}",
+        "SIGNING_KEYS": dict(SIGNING_KEYS),
+        "API_KEYS": api_keys_config(),
+        "SECRET_KEY": "test-console-secret-0123456789abcdefghijklmnop",
+    }
+    with GunicornServer(config, tmp_path) as service:
+        portal_module = _portal_module()
+        app = portal_module.create_portal(
+            {
+                "SECRET_KEY": "test-portal-secret-0123456789abcdefghijkl",
+                "AUTOLOGIN_SERVICE_URL": service.url,
+                "AUTOLOGIN_PORTAL_KEY": API_KEYS["portal-key"][0],
+                "AUTOLOGIN_CONFIRM": confirm,
+            }
+        )
+        server = make_server(
+            "127.0.0.1",
+            portal_port,
+            app,
+            threaded=True,
+            request_handler=portal_module.QuietRequestHandler,
+        )
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02})
+        thread.start()
+        try:
+            yield service, portal_url
+        finally:
+            server.shutdown()
+            thread.join()
+            server.server_close()
+            app.extensions["autologin"].middleware.verifier.close()
+
+
+def enable(service) -> None:
+    enabled = requests.patch(
+        service.url + "/v1/admin/settings",
+        json={"auto_login_enabled": True},
+        headers=ADMIN,
+        timeout=5,
+    )
+    assert enabled.status_code == 200
+
+
+def render_for_alice(service, portal_url):
+    issuer_key = API_KEYS["issuer-key"][0]
+    with LinkClient(service.url, issuer_key, portal_base_url=portal_url) as client:
+        return render_ticket_update(
+            client,
+            user_id="42",
+            email="alice@example.com",
+            to=["alice@example.com"],
+            target="/tickets/1234",
+        )
+
+
+def test_a_link_from_an_email_signs_in_and_a_voided_one_asks_to_sign_in(stack, caplog):
+    caplog.set_level(logging.DEBUG)
+    service, portal_url = stack
+    save = os.environ.get("SAVE_SCREENSHOTS") == "1"
+    enable(service)
+
+    rendered = render_for_alice(service, portal_url)
+    link = rendered.link.url
+    assert rendered.link.auto_login is True
+    assert link.startswith(f"{portal_url}/tickets/1234?auto_login=")
+    assert f'href="{link}"' in rendered.html
+    token = link.split("auto_login=", 1)[1]
+
+    with chromium() as browser:
+        context = browser.new_context(viewport={"width": 1000, "height": 640})
+        page = context.new_page()
+        page.goto(link)
+        assert page.url == f"{portal_url}/tickets/1234"
+        assert "auto_login" not in page.url
+        assert "Alice Example" in page.locator("#signed-in").inner_text()
+        assert "Ticket #1234" in page.locator("#ticket-title").inner_text()
+        if save:
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SCREENSHOTS / "portal-signed-in.png"))
+        context.close()
+
+        bumped = requests.post(
+            service.url + "/v1/admin/epoch/bump",
+            json={"reason": "e2e: void every link"},
+            headers=ADMIN,
+            timeout=5,
+        )
+        assert bumped.status_code == 200
+
+        fresh = browser.new_context(viewport={"width": 1000, "height": 640})
+        page = fresh.new_page()
+        page.goto(link)
+        assert page.url.startswith(f"{portal_url}/login")
+        assert "auto_login" not in page.url
+        assert "expired or revoked" in page.locator("#messages").inner_text()
+        assert page.locator("#signed-in").count() == 0
+        if save:
+            page.screenshot(path=str(SCREENSHOTS / "portal-link-revoked.png"))
+        fresh.close()
+
+    # Neither the portal (middleware, app, access log) nor the service logged the token.
+    portal_logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "signed in user 42" in portal_logged
+    assert '"GET /tickets/1234 HTTP/1.1" 303' in portal_logged
+    for text in (portal_logged, service.log()):
+        for secret in (token, *SECRETS):
+            assert secret not in text
+        assert "eyJhbGciOi" not in text
+
+
+@pytest.mark.parametrize("stack", [True], indirect=True)
+def test_in_confirm_mode_only_the_button_signs_in(stack, caplog):
+    caplog.set_level(logging.DEBUG)
+    service, portal_url = stack
+    enable(service)
+    link = render_for_alice(service, portal_url).link.url
+    token = link.split("auto_login=", 1)[1]
+    # A scanner's HEAD and GET sign no one in: the GET only shows the button.
+    # (The scanner is this test: its own client's debug log would quote the URL.)
+    with caplog.at_level(logging.INFO, logger="urllib3"):
+        assert requests.head(link, timeout=5, allow_redirects=False).status_code == 302
+        scanned = requests.get(link, timeout=5, allow_redirects=False)
+    assert scanned.status_code == 200
+    assert "Set-Cookie" not in scanned.headers
+    with chromium() as browser:
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(link)
+        assert page.locator("#signed-in").count() == 0
+        page.get_by_role("button", name="Continue to the portal").click()
+        page.wait_for_url(f"{portal_url}/tickets/1234")
+        assert "Alice Example" in page.locator("#signed-in").inner_text()
+        context.close()
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert logged.count("signed in user 42") == 1
+    assert token not in logged and token not in service.log()
