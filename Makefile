@@ -18,7 +18,7 @@ install: $(STAMP)
 
 ## Start the service in development on http://127.0.0.1:8000 (SQLite in ./instance).
 run: install
-	LINKS_ENV=development $(BIN)/gunicorn -w 2 -b $(HOST):$(PORT) --access-logfile - wsgi:app
+	LINKS_ENV=development $(BIN)/gunicorn -w 2 -b $(HOST):$(PORT) wsgi:app
 
 ## Debian packages the tests need (a real redis-server, Chromium for browser
 ## tests), installed when missing.

@@ -83,6 +83,10 @@ _TOKEN_STATE = (
     " COALESCE((SELECT epoch FROM user_epochs WHERE user_id = ?), 0)"
     " FROM meta WHERE id = 1"
 )
+_SETTING_UPDATES = {
+    "auto_login_enabled": "UPDATE meta SET auto_login_enabled = ? WHERE id = 1",
+    "token_ttl_seconds": "UPDATE meta SET token_ttl_seconds = ? WHERE id = 1",
+}
 _META = (
     "SELECT incarnation, epoch, changed_at, changed_by, reason,"
     " auto_login_enabled, token_ttl_seconds FROM meta WHERE id = 1"
@@ -275,9 +279,10 @@ class SqliteStore:
                 epochs: dict[str, int] = {}
                 for start in range(0, len(unique), 900):
                     chunk = unique[start : start + 900]
+                    # Only placeholders are joined into the statement, never a value.
                     marks = ",".join("?" * len(chunk))
                     for user_id, epoch in conn.execute(
-                        f"SELECT user_id, epoch FROM user_epochs WHERE user_id IN ({marks})",
+                        f"SELECT user_id, epoch FROM user_epochs WHERE user_id IN ({marks})",  # noqa: S608
                         chunk,
                     ):
                         epochs[user_id] = epoch
@@ -348,10 +353,11 @@ class SqliteStore:
         )
 
     def update_settings(self, changes: Mapping[str, Any], *, actor: str, now: datetime) -> Settings:
-        columns = {"auto_login_enabled": int, "token_ttl_seconds": int}
         with self._write() as conn:
             for name, value in changes.items():
-                conn.execute(f"UPDATE meta SET {name} = ? WHERE id = 1", (columns[name](value),))
+                # A fixed statement per setting: an unknown name is a KeyError,
+                # never a column name written into SQL.
+                conn.execute(_SETTING_UPDATES[name], (int(value),))
             self._audit(conn, now, actor, "settings.update", dict(changes))
         return self.settings()
 
