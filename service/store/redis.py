@@ -39,7 +39,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit
 
 from redis import Redis
 from redis.backoff import NoBackoff
@@ -94,8 +94,15 @@ local function audit(at, actor, action, detail)
 end
 """
 )
+# KEYS[5] user_epochs. A store whose meta hash is gone, or whose user epochs
+# lost their marker (evicted or deleted on their own), is created anew: a new
+# incarnation refuses every earlier token, where a lost user_epochs hash alone
+# would have revived every revoked user's tokens.
 _CREATE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local inc = redis.call('HGET', KEYS[1], 'incarnation')
+if inc and redis.call('HGET', KEYS[5], '\\n') == inc then return 0 end
+redis.call('DEL', KEYS[1], KEYS[5])
+redis.call('HSET', KEYS[5], '\\n', ARGV[1])
 redis.call('HSET', KEYS[1], 'incarnation', ARGV[1], 'epoch', 1, 'changed_at', ARGV[2],
   'changed_by', 'system', 'reason', 'store created',
   'auto_login_enabled', ARGV[3], 'token_ttl_seconds', ARGV[4])
@@ -112,7 +119,8 @@ audit(ARGV[1], ARGV[2], 'epoch.bump',
 return epoch
 """
 _REVOKE = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local inc = redis.call('HGET', KEYS[1], 'incarnation')
+if not inc or redis.call('HGET', KEYS[5], '\\n') ~= inc then return false end
 local epoch = redis.call('HINCRBY', KEYS[5], ARGV[1], 1)
 audit(ARGV[2], ARGV[3], 'user.revoke', '{"reason": ' .. cjson.encode(ARGV[4])
   .. ', "user_epoch": ' .. epoch .. ', "user_id": ' .. cjson.encode(ARGV[1]) .. '}')
@@ -125,14 +133,20 @@ audit(ARGV[1], ARGV[2], 'settings.update', ARGV[3])
 return redis.call('HMGET', KEYS[1], 'auto_login_enabled', 'token_ttl_seconds')
 """
 # The hot path: incarnation, global epoch and user epoch as of one instant.
+# The user epochs carry the incarnation under the field "\\n" (never a user
+# id): without it they were lost, and the store must be created anew.
 _TOKEN_STATE = """
 local m = redis.call('HMGET', KEYS[1], 'incarnation', 'epoch')
 if not m[1] and not m[2] and redis.call('EXISTS', KEYS[1]) == 0 then return false end
-return {m[1], m[2], redis.call('HGET', KEYS[2], ARGV[1])}
+local u = redis.call('HMGET', KEYS[2], ARGV[1], '\\n')
+if m[1] and u[2] ~= m[1] then return false end
+return {m[1], m[2], u[1]}
 """
 _ISSUE_STATE = """
 local meta = redis.call('HGETALL', KEYS[1])
 if #meta == 0 then return false end
+local inc = redis.call('HGET', KEYS[1], 'incarnation')
+if inc and redis.call('HGET', KEYS[2], '\\n') ~= inc then return false end
 local epochs = {}
 for i = 1, #ARGV, 1000 do  -- unpack() has a stack limit
   for _, v in ipairs(redis.call('HMGET', KEYS[2], unpack(ARGV, i, math.min(i + 999, #ARGV)))) do
@@ -279,13 +293,22 @@ class RedisStore:
         **_ignored: Any,
     ) -> RedisStore:
         """Open (and on first use create) the store at ``redis://[:password@]host:port/db``."""
-        secret = urlsplit(url).password
+        parts = urlsplit(url)
+        secret = parts.password
 
         def redact(text: str) -> str:
             if not secret:
                 return text
             return text.replace(quote(secret, safe=""), "***").replace(secret, "***")
 
+        # redis-py lets query parameters override the keyword arguments below:
+        # only the TLS ones may come from the URL.
+        for name, _ in parse_qsl(parts.query, keep_blank_values=True):
+            if not name.startswith("ssl_"):
+                raise ConfigError(
+                    f"STORE_URL sets {name!r}; only ssl_* parameters may be in the URL "
+                    "(timeouts: REDIS_SOCKET_TIMEOUT_SECONDS, REDIS_CONNECT_TIMEOUT_SECONDS)"
+                )
         try:
             client = Redis.from_url(
                 url,
@@ -334,7 +357,7 @@ class RedisStore:
         now = utcnow().timestamp()
         d = self.defaults
         args = [secrets.token_urlsafe(9), now, int(d.auto_login_enabled), d.token_ttl_seconds]
-        return bool(self._create_script(self._audit_keys, args))
+        return bool(self._create_script([*self._audit_keys, self._user_epochs], args))
 
     def _run(self, script: Script, keys: list[str], args: Sequence[Any]) -> Any:
         # A script answers nil when the meta hash is gone: the store was lost.

@@ -183,6 +183,23 @@ def test_a_lost_store_is_recreated_with_a_new_incarnation_on_the_next_read(store
     assert event.detail == {"incarnation": state.incarnation}
 
 
+@pytest.mark.parametrize("read", ["token_state", "issue_state", "revoke_user"])
+def test_losing_only_the_user_epochs_never_revives_a_revoked_user(store, raw, prefix, read):
+    old = store.token_state("42").incarnation
+    store.revoke_user("42", actor="a", reason="r", now=T0)
+    raw.delete(f"{prefix}user_epochs")  # evicted or deleted on its own
+    if read == "token_state":
+        state = store.token_state("42")
+    elif read == "issue_state":
+        state = store.issue_state(["42"])
+    else:
+        store.revoke_user("43", actor="a", reason="r", now=T0)
+        state = store.token_state("42")
+    # A token issued before carried the old incarnation and user epoch 1:
+    # it is refused, because the whole store starts over.
+    assert state.incarnation != old
+
+
 def test_workers_racing_after_a_loss_agree_on_one_new_incarnation(open_, raw):
     stores = [open_() for _ in range(8)]
     raw.flushall()
@@ -489,3 +506,13 @@ def test_an_unreachable_redis_is_a_config_error_without_the_password():
     message = str(exc_info.value)
     assert message.startswith("STORE_URL: cannot reach Redis at 127.0.0.1:1: ")
     assert "hunter2" not in message and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    "query", ["socket_timeout=30", "protocol=3", "retry_on_timeout=true", "health_check_interval=5"]
+)
+def test_store_url_may_not_override_the_services_own_redis_settings(server, query):
+    from service.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="STORE_URL sets"):
+        open_store(f"{server.url}?{query}", defaults=DEFAULTS, options={})
