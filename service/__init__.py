@@ -52,7 +52,7 @@ def create_app(
     logs.init_app(
         app,
         secrets=[s.decode() for s in deployment.signing_keys.values()]
-        + [str(app.config.get("SECRET_KEY") or "")],
+        + [deployment.secret_key.decode("utf-8", "replace")],
         token_param=deployment.token_param,
     )
     from service.api import admin, links, ops, scrub, verify

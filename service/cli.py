@@ -20,7 +20,10 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
+from service import admin
+from service.admin import validate_reason
 from service.clock import isoformat, utcnow
+from service.errors import ApiError
 
 __all__ = ["init_app"]
 
@@ -39,11 +42,18 @@ def show_epoch() -> None:
 @click.option("--actor", default="cli", show_default=True, help="Name recorded in the audit log.")
 def bump_epoch(reason: str, actor: str) -> None:
     """Void every outstanding auto-login link now."""
-    reason = reason.strip()
-    if not 1 <= len(reason) <= 500:
-        raise click.BadParameter("must be 1 to 500 characters", param_hint="--reason")
-    info = current_app.extensions["store"].bump_epoch(actor=actor, reason=reason, now=utcnow())
-    current_app.extensions["metrics"].epoch_bumps.inc()
+    try:
+        reason = validate_reason(reason)
+    except ApiError as e:
+        raise click.BadParameter(e.detail, param_hint="--reason") from None
+    # The same code path as the admin API and the console.
+    info = admin.bump_epoch(
+        current_app.extensions["store"],
+        current_app.extensions["metrics"],
+        actor=actor,
+        reason=reason,
+        now=utcnow(),
+    )
     click.echo(f"epoch {info.epoch}: every link issued before now is revoked")
 
 

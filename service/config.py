@@ -17,7 +17,7 @@ import secrets
 import sys
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -72,6 +72,11 @@ class Deployment:
     leeway_seconds: int
     signin_log: bool
     log_retention_days: int
+    #: Flask's SECRET_KEY: signs admin console sessions, never a token.
+    secret_key: bytes = field(repr=False)
+    console_idle_timeout_seconds: int
+    #: Reverse proxies in front of the console whose X-Forwarded-For/-Proto are believed.
+    console_trusted_proxies: int
 
     @property
     def development(self) -> bool:
@@ -209,8 +214,38 @@ def _api_keys(value: Any) -> tuple[ApiKey, ...]:
     return tuple(keys)
 
 
+def _secret_key(value: Any, signing_keys: Mapping[str, bytes]) -> bytes:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(
+            "SECRET_KEY is missing: set a random string of at least 32 bytes in "
+            "$SERVICE_CONFIG; it signs admin console sessions (generate one with: "
+            "python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+        )
+    raw = value.encode()
+    if len(raw) < MIN_SECRET_BYTES:
+        raise ConfigError(
+            f"SECRET_KEY is {len(raw)} bytes; at least {MIN_SECRET_BYTES} are needed "
+            "(set it in $SERVICE_CONFIG)"
+        )
+    # One secret, one job: a console session must never be a token key.
+    if raw in signing_keys.values():
+        raise ConfigError("SECRET_KEY must differ from every secret of SIGNING_KEYS")
+    return raw
+
+
+def _add_dev_secret_key(path: Path, data: dict[str, Any]) -> dict[str, Any]:
+    """Add a SECRET_KEY to a development secrets file written before the console."""
+    data = {**data, "SECRET_KEY": secrets.token_urlsafe(48)}
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(data, handle, indent=2)
+    os.replace(temporary, path)
+    return data
+
+
 def _dev_secrets(instance_path: str) -> dict[str, Any]:
-    """Load, or create once, the development signing and API keys.
+    """Load, or create once, the development signing and API keys and SECRET_KEY.
 
     Only SHA-256 digests of the API keys are written; the keys themselves are
     printed once, to the terminal that started the service.
@@ -221,14 +256,19 @@ def _dev_secrets(instance_path: str) -> dict[str, Any]:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         try:
-            return json.loads(path.read_text())
+            data = json.loads(path.read_text())
         except (OSError, ValueError) as e:
             raise ConfigError(
                 f"{path} is unreadable ({e}); delete it to generate new development keys"
             ) from e
+        # A file written before the console existed has no SECRET_KEY: add one.
+        if isinstance(data, dict) and "SECRET_KEY" not in data:
+            data = _add_dev_secret_key(path, data)
+        return data
     plain = {role: f"dev-{role}-{secrets.token_urlsafe(24)}" for role in sorted(ROLES)}
     data = {
         "SIGNING_KEYS": {"dev1": secrets.token_urlsafe(48)},
+        "SECRET_KEY": secrets.token_urlsafe(48),
         "API_KEYS": {
             f"dev-{role}": {"sha256": hashlib.sha256(key.encode()).hexdigest(), "roles": [role]}
             for role, key in plain.items()
@@ -255,10 +295,12 @@ def validate_config(config: Mapping[str, Any], instance_path: str) -> Deployment
 
     signing_value = config.get("SIGNING_KEYS")
     api_value = config.get("API_KEYS")
-    if development and (not signing_value or not api_value):
+    secret_value = config.get("SECRET_KEY")
+    if development and (not signing_value or not api_value or not secret_value):
         generated = _dev_secrets(instance_path)
         signing_value = signing_value or generated["SIGNING_KEYS"]
         api_value = api_value or generated["API_KEYS"]
+        secret_value = secret_value or generated["SECRET_KEY"]
     signing_keys = _signing_keys(signing_value)
     active = config.get("ACTIVE_KEY_ID") or next(iter(signing_keys))
     if active not in signing_keys:
@@ -314,4 +356,7 @@ def validate_config(config: Mapping[str, Any], instance_path: str) -> Deployment
         leeway_seconds=_int(config, "LEEWAY_SECONDS", 0, 300),
         signin_log=_bool(config, "SIGNIN_LOG"),
         log_retention_days=_int(config, "LOG_RETENTION_DAYS", 1, 3650),
+        secret_key=_secret_key(secret_value, signing_keys),
+        console_idle_timeout_seconds=_int(config, "CONSOLE_IDLE_TIMEOUT_SECONDS", 60, 86400),
+        console_trusted_proxies=_int(config, "CONSOLE_TRUSTED_PROXIES", 0, 10),
     )

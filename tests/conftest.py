@@ -72,6 +72,7 @@ def config(store_url) -> dict[str, Any]:
         "SIGNING_KEYS": dict(SIGNING_KEYS),
         "ACTIVE_KEY_ID": "k1",
         "API_KEYS": api_keys_config(),
+        "SECRET_KEY": "test-console-secret-0123456789abcdefghijklmnop",
     }
 
 

@@ -25,6 +25,7 @@ def production_config(store_url: str, **extra) -> dict:
         "STORE_URL": store_url,
         "SIGNING_KEYS": dict(SIGNING_KEYS),
         "API_KEYS": api_keys_config(),
+        "SECRET_KEY": "test-console-secret-0123456789abcdefghijklmnop",
         **extra,
     }
 

@@ -20,6 +20,7 @@ def base(tmp_path) -> dict:
         "STORE_URL": f"sqlite:///{tmp_path / 'store.db'}",
         "SIGNING_KEYS": dict(SIGNING_KEYS),
         "API_KEYS": api_keys_config(),
+        "SECRET_KEY": "test-console-secret-0123456789abcdefghijklmnop",
     }
 
 
@@ -155,8 +156,10 @@ def test_development_portal_default_is_local(tmp_path):
         "STORE_URL": f"sqlite:///{tmp_path / 's.db'}",
         "SIGNING_KEYS": dict(SIGNING_KEYS),
         "API_KEYS": api_keys_config(),
+        "SECRET_KEY": "s" * 48,
     }
-    assert create_app(config).extensions["deployment"].portal_base_url.startswith("http://")
+    app = create_app(config, instance_path=str(tmp_path / "instance"))
+    assert app.extensions["deployment"].portal_base_url.startswith("http://")
 
 
 def test_relative_sqlite_url_lands_in_the_instance_folder(base, tmp_path):

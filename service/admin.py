@@ -1,0 +1,136 @@
+"""The admin actions and their validators, shared by the admin API and the console.
+
+No Flask request handling here: each function takes the store, the metrics
+and plain values, so ``PATCH /v1/admin/settings`` and the console's
+General Setting page run the same checks, make the same change and leave the
+same audit event (with the caller's API key name as the actor).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from service.clock import isoformat
+from service.errors import ApiError
+from service.store import EpochInfo, Settings, Store
+from service.tokens import USER_ID
+
+__all__ = [
+    "MAX_LIMIT",
+    "MAX_REASON",
+    "MIN_TTL_SECONDS",
+    "bump_epoch",
+    "epoch_json",
+    "revoke_user",
+    "settings_json",
+    "update_settings",
+    "validate_limit",
+    "validate_reason",
+    "validate_settings",
+    "validate_user_id",
+]
+
+MIN_TTL_SECONDS = 60
+MAX_REASON = 500
+#: The most log entries one read returns.
+MAX_LIMIT = 500
+SETTINGS = ("auto_login_enabled", "token_ttl_seconds")
+
+
+def settings_json(settings: Settings, max_ttl: int) -> dict[str, Any]:
+    """Return the contract's JSON shape of the settings."""
+    return {
+        "auto_login_enabled": settings.auto_login_enabled,
+        # A lifetime saved under a higher ceiling is never used above today's.
+        "token_ttl_seconds": min(settings.token_ttl_seconds, max_ttl),
+        "max_token_ttl_seconds": max_ttl,
+    }
+
+
+def epoch_json(info: EpochInfo) -> dict[str, Any]:
+    """Return the contract's JSON shape of the epoch."""
+    return {
+        "epoch": info.epoch,
+        "changed_at": isoformat(info.changed_at),
+        "changed_by": info.changed_by,
+        "reason": info.reason,
+    }
+
+
+def validate_settings(body: Any, max_ttl: int) -> dict[str, Any]:
+    """Return the validated changes of a settings update, or raise ``invalid_setting``."""
+
+    def refuse(detail: str) -> ApiError:
+        return ApiError(400, "invalid_setting", detail)
+
+    if not isinstance(body, Mapping) or not body:
+        raise refuse("send one or both of auto_login_enabled and token_ttl_seconds")
+    for name in body:
+        if name == "max_token_ttl_seconds":
+            raise refuse("max_token_ttl_seconds is deployment config (MAX_TOKEN_TTL_SECONDS)")
+        if name not in SETTINGS:
+            raise refuse(f"{name}: is not a setting")
+    changes: dict[str, Any] = {}
+    if "auto_login_enabled" in body:
+        if not isinstance(body["auto_login_enabled"], bool):
+            raise refuse("auto_login_enabled: must be true or false")
+        changes["auto_login_enabled"] = body["auto_login_enabled"]
+    if "token_ttl_seconds" in body:
+        ttl = body["token_ttl_seconds"]
+        if not isinstance(ttl, int) or isinstance(ttl, bool):
+            raise refuse("token_ttl_seconds: must be a whole number of seconds")
+        if not MIN_TTL_SECONDS <= ttl <= max_ttl:
+            raise refuse(f"token_ttl_seconds: must be between {MIN_TTL_SECONDS} and {max_ttl}")
+        changes["token_ttl_seconds"] = ttl
+    return changes
+
+
+def validate_reason(value: Any) -> str:
+    """Return a stripped reason of 1 to 500 characters, or raise ``invalid_request``."""
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_REASON:
+        raise ApiError(400, "invalid_request", f"reason: must be 1 to {MAX_REASON} characters")
+    return value.strip()
+
+
+def validate_user_id(value: Any) -> str:
+    """Return ``value`` if it is a portal user id, or raise ``invalid_request``."""
+    if not isinstance(value, str) or not USER_ID.fullmatch(value):
+        raise ApiError(
+            400, "invalid_request", "user_id: must be 1 to 128 of A-Z a-z 0-9 . _ : @ + -"
+        )
+    return value
+
+
+def validate_limit(raw: str) -> int:
+    """Return a log read's ``limit`` (1 to 500), or raise ``invalid_request``."""
+    # isascii: str.isdigit() also accepts digits such as "²" that int() refuses.
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
+        raise ApiError(
+            400, "invalid_request", f"limit: must be a whole number from 1 to {MAX_LIMIT}"
+        )
+    return int(raw)
+
+
+def update_settings(
+    store: Store, changes: Mapping[str, Any], *, actor: str, now: datetime
+) -> Settings:
+    """Apply validated ``changes`` for every worker at once; the store audits them."""
+    return store.update_settings(changes, actor=actor, now=now)
+
+
+def bump_epoch(store: Store, metrics: Any, *, actor: str, reason: str, now: datetime) -> EpochInfo:
+    """Void every outstanding token; when this returns, every worker refuses them."""
+    info = store.bump_epoch(actor=actor, reason=reason, now=now)
+    metrics.epoch_bumps.inc()
+    return info
+
+
+def revoke_user(
+    store: Store, metrics: Any, user_id: str, *, actor: str, reason: str, now: datetime
+) -> datetime:
+    """Void every outstanding token of ``user_id``; return when it happened."""
+    store.revoke_user(user_id, actor=actor, reason=reason, now=now)
+    metrics.user_revocations.inc()
+    return now

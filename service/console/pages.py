@@ -1,0 +1,265 @@
+"""The console's pages: General Setting, Security, the logs and the link preview.
+
+Every change calls :mod:`service.admin`, the same functions as the admin API,
+with the signed-in key's name as the actor. A successful post redirects
+(post/redirect/get) and says what happened; a refused one shows the form
+again with the message.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from flask import current_app, flash, g, redirect, render_template, request, url_for
+
+from service import admin
+from service.clock import utcnow
+from service.console import bp
+from service.console.display import FORM_UNITS, UNITS, duration, field_message, split_lifetime
+from service.errors import ApiError
+from service.links import decide, parse_link_request
+
+__all__: list[str] = []
+
+#: Audit events per page; the console pages through the newest 500.
+PAGE_SIZE = 25
+MAX_PAGE = admin.MAX_LIMIT // PAGE_SIZE
+SIGNIN_ROWS = 100
+_ADDRESS_SEPARATORS = re.compile(r"[\s,]+")
+
+
+def _store() -> Any:
+    return current_app.extensions["store"]
+
+
+def _deployment() -> Any:
+    return current_app.extensions["deployment"]
+
+
+# -- Email > Settings > General Setting -----------------------------------------
+
+
+def _settings_page(form: dict[str, Any] | None = None, error: str | None = None) -> Any:
+    max_ttl = _deployment().max_ttl_seconds
+    current = admin.settings_json(_store().settings(), max_ttl)
+    if form is None:
+        value, unit = split_lifetime(current["token_ttl_seconds"])
+        form = {"enabled": current["auto_login_enabled"], "value": str(value), "unit": unit}
+    units = list(FORM_UNITS)
+    if form["unit"] not in units:
+        units.insert(0, form["unit"])  # a lifetime set through the API in minutes
+    page = render_template(
+        "console/settings.html",
+        current=current,
+        form=form,
+        units=units,
+        max_ttl=max_ttl,
+        error=error,
+    )
+    return page, 400 if error else 200
+
+
+@bp.get("/settings")
+def settings() -> Any:
+    """Show the auto-login switch and the link lifetime."""
+    return _settings_page()
+
+
+@bp.post("/settings")
+def save_settings() -> Any:
+    """Save the switch and the lifetime, through the admin API's own checks."""
+    max_ttl = _deployment().max_ttl_seconds
+    form = {
+        "enabled": request.form.get("auto_login_enabled") == "on",
+        "value": request.form.get("ttl_value", "").strip(),
+        "unit": request.form.get("ttl_unit", ""),
+    }
+    raw = form["value"]
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1 or form["unit"] not in UNITS:
+        return _settings_page(form, "Enter the lifetime as a whole number of hours or days.")
+    ttl = int(raw) * UNITS[form["unit"]]
+    if ttl > max_ttl:
+        return _settings_page(
+            form,
+            f"The lifetime can be at most {duration(max_ttl)}: that is the maximum this "
+            "deployment allows (MAX_TOKEN_TTL_SECONDS).",
+        )
+    current = admin.settings_json(_store().settings(), max_ttl)
+    wanted = {"auto_login_enabled": form["enabled"], "token_ttl_seconds": ttl}
+    # Only what changed is written, so the audit log says what the admin changed.
+    body = {name: value for name, value in wanted.items() if current[name] != value}
+    if not body:
+        flash("Nothing to save: the settings are as they were.", "info")
+        return redirect(url_for("console.settings"))
+    try:
+        changes = admin.validate_settings(body, max_ttl)
+    except ApiError as e:
+        return _settings_page(form, field_message(e.detail))
+    admin.update_settings(_store(), changes, actor=g.actor, now=utcnow())
+    saved = admin.settings_json(_store().settings(), max_ttl)
+    state = "on" if saved["auto_login_enabled"] else "off"
+    flash(
+        f"Saved. Auto-login links are {state}; new links live "
+        f"{duration(saved['token_ttl_seconds'])}.",
+        "success",
+    )
+    return redirect(url_for("console.settings"))
+
+
+# -- Security: the epoch, voiding every link, revoking one user -------------------
+
+
+def _security_page(
+    form: dict[str, str] | None = None, error: str | None = None, status: int = 200
+) -> Any:
+    page = render_template(
+        "console/security.html",
+        epoch=admin.epoch_json(_store().epoch()),
+        form=form or {},
+        error=error,
+    )
+    return page, status
+
+
+@bp.get("/security")
+def security() -> Any:
+    """Show the current epoch and the forms that void links."""
+    return _security_page()
+
+
+@bp.get("/security/void")
+def confirm_void() -> Any:
+    """Ask for a reason and a confirmation before voiding every link."""
+    return render_template("console/void.html", epoch=admin.epoch_json(_store().epoch()))
+
+
+@bp.post("/security/void")
+def void_all() -> Any:
+    """Void every outstanding link (bump the global epoch)."""
+    reason = request.form.get("reason", "")
+    try:
+        reason = admin.validate_reason(reason)
+    except ApiError as e:
+        page = render_template(
+            "console/void.html",
+            epoch=admin.epoch_json(_store().epoch()),
+            reason=reason,
+            error=field_message(e.detail),
+        )
+        return page, 400
+    info = admin.bump_epoch(
+        _store(), current_app.extensions["metrics"], actor=g.actor, reason=reason, now=utcnow()
+    )
+    flash(
+        f"Every auto-login link sent before now is void (epoch {info.epoch}). "
+        "Nobody was signed out.",
+        "success",
+    )
+    return redirect(url_for("console.security"))
+
+
+@bp.post("/security/revoke")
+def revoke_user() -> Any:
+    """Void every outstanding link of one user."""
+    form = {
+        "user_id": request.form.get("user_id", "").strip(),
+        "reason": request.form.get("reason", ""),
+    }
+    try:
+        user_id = admin.validate_user_id(form["user_id"])
+        reason = admin.validate_reason(form["reason"])
+    except ApiError as e:
+        return _security_page(form, field_message(e.detail), 400)
+    admin.revoke_user(
+        _store(),
+        current_app.extensions["metrics"],
+        user_id,
+        actor=g.actor,
+        reason=reason,
+        now=utcnow(),
+    )
+    flash(f"Every auto-login link of user {user_id} sent before now is void.", "success")
+    return redirect(url_for("console.security"))
+
+
+# -- Logs ---------------------------------------------------------------------------
+
+
+@bp.get("/audit")
+def audit() -> Any:
+    """Show the audit log, newest first, in pages of 25 over the newest 500 events."""
+    raw = request.args.get("page", "1")
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_PAGE:
+        raise ApiError(400, "invalid_request", f"There are pages 1 to {MAX_PAGE} of the log.")
+    number = int(raw)
+    # One more than this page needs tells whether there is a next page.
+    limit = min(number * PAGE_SIZE + 1, admin.MAX_LIMIT)
+    events = _store().audit_events(limit=limit)
+    rows = events[(number - 1) * PAGE_SIZE : number * PAGE_SIZE]
+    more = len(events) > number * PAGE_SIZE and number < MAX_PAGE
+    return render_template(
+        "console/audit.html", events=rows, page=number, more=more, page_size=PAGE_SIZE
+    )
+
+
+@bp.get("/signins")
+def signins() -> Any:
+    """Show the newest sign-ins through links, of all users or one."""
+    user_id = request.args.get("user_id", "").strip()
+    error = None
+    rows = []
+    try:
+        if user_id:
+            admin.validate_user_id(user_id)
+        rows = _store().signins(user_id=user_id or None, limit=SIGNIN_ROWS)
+    except ApiError as e:
+        error = field_message(e.detail)
+    page = render_template(
+        "console/signins.html", rows=rows, user_id=user_id, error=error, limit=SIGNIN_ROWS
+    )
+    return page, 400 if error else 200
+
+
+# -- Preview --------------------------------------------------------------------------
+
+
+def _addresses(text: str) -> list[str]:
+    return [address for address in _ADDRESS_SEPARATORS.split(text) if address]
+
+
+@bp.route("/preview", methods=["GET", "POST"])
+def preview() -> Any:
+    """Say whether an email would carry an auto-login link, by POST /v1/links's rules."""
+    form = {
+        name: request.form.get(name, "")
+        for name in ("user_id", "email", "to", "cc", "bcc", "target")
+    }
+    if request.method == "GET":
+        return render_template("console/preview.html", form=form, result=None)
+    deployment = _deployment()
+    body = {
+        "user_id": form["user_id"].strip(),
+        "email": form["email"].strip(),
+        "recipients": {name: _addresses(form[name]) for name in ("to", "cc", "bcc")},
+        "target": form["target"].strip() or "/",
+    }
+    try:
+        link = parse_link_request(
+            body, token_param=deployment.token_param, max_ttl_seconds=deployment.max_ttl_seconds
+        )
+    except ApiError as e:
+        page = render_template(
+            "console/preview.html", form=form, result=None, error=field_message(e.detail)
+        )
+        return page, 400
+    settings = admin.settings_json(_store().settings(), deployment.max_ttl_seconds)
+    # The same rules as POST /v1/links; no token is issued for a preview.
+    result = {
+        "reason": decide(link, enabled=settings["auto_login_enabled"]),
+        "url": deployment.portal_base_url + link.target,
+        "email": link.email,
+        "recipients": sorted(set(link.recipients)),
+        "ttl": settings["token_ttl_seconds"],
+    }
+    return render_template("console/preview.html", form=form, result=result)
