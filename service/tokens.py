@@ -15,6 +15,7 @@ import hashlib
 import json
 import re
 import secrets
+from binascii import a2b_base64
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -54,6 +55,9 @@ USER_ID = re.compile(r"[A-Za-z0-9._:@+\-]{1,128}")
 #: A compact JWS: three base64url segments. Anything else is refused before
 #: a byte of it is decoded (JWE has five, unsecured JWS ends in a dot).
 _COMPACT = re.compile(rb"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+_WHITESPACE = re.compile(r"\s")
+_REQUIRED = frozenset(REQUIRED_CLAIMS)
+_URLSAFE = bytes.maketrans(b"-_", b"+/")
 _HASHES = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}
 #: The header fields a token of this service may carry. jku, x5u, jwk, x5c
 #: and crit would ask the verifier to fetch or trust keys or understand
@@ -209,9 +213,9 @@ def _key_id(header_segment: bytes, ring: KeyRing) -> str:
 
 def _claims(payload: Mapping[str, Any], kid: str, ring: KeyRing) -> Claims:
     """Check every claim but exp; raise ``MalformedTokenError``."""
-    for name in REQUIRED_CLAIMS:
-        if name not in payload:
-            raise MalformedTokenError(f"{name} claim missing")
+    if not _REQUIRED.issubset(payload):
+        missing = sorted(_REQUIRED.difference(payload))
+        raise MalformedTokenError(f"{missing[0]} claim missing")
     if payload["iss"] != ring.issuer:
         raise MalformedTokenError("wrong issuer")
     if payload["aud"] != ring.audience:
@@ -219,30 +223,26 @@ def _claims(payload: Mapping[str, Any], kid: str, ring: KeyRing) -> Claims:
     if payload["pur"] != PURPOSE:
         raise MalformedTokenError("token minted for another purpose")
     sub, iat, exp = payload["sub"], payload["iat"], payload["exp"]
-    if not isinstance(sub, str) or not USER_ID.fullmatch(sub):
+    ep, uep = payload["ep"], payload["uep"]
+    jti, sid, tgt = payload["jti"], payload["sid"], payload["tgt"]
+    if type(sub) is not str or not USER_ID.fullmatch(sub):
         raise MalformedTokenError("sub is not a user id")
-    for name in ("iat", "exp", "ep", "uep"):
-        value = payload[name]
-        if type(value) is not int or value < 0:
-            raise MalformedTokenError(f"{name} is not a whole number")
-    if not 0 < exp - iat <= ring.max_ttl_seconds:
-        raise MalformedTokenError("lifetime above the configured maximum")
-    for name in ("jti", "sid", "tgt"):
-        if not isinstance(payload[name], str) or not payload[name]:
-            raise MalformedTokenError(f"{name} is not a string")
-    if not payload["tgt"].startswith("/"):
-        raise MalformedTokenError("target is not a path")
-    return Claims(
-        user_id=sub,
-        issued_at=iat,
-        expires_at=exp,
-        token_id=payload["jti"],
-        incarnation=payload["sid"],
-        epoch=payload["ep"],
-        user_epoch=payload["uep"],
-        target=payload["tgt"],
-        key_id=kid,
-    )
+    # type() is not int: a bool (True == 1) or a float is not a whole number here.
+    if type(iat) is not int or type(exp) is not int or type(ep) is not int or type(uep) is not int:
+        raise MalformedTokenError("iat, exp, ep and uep must be whole numbers")
+    if iat < 0 or ep < 0 or uep < 0 or not 0 < exp - iat <= ring.max_ttl_seconds:
+        raise MalformedTokenError("negative claim, or lifetime above the configured maximum")
+    if type(jti) is not str or type(sid) is not str or type(tgt) is not str:
+        raise MalformedTokenError("jti, sid and tgt must be strings")
+    if not jti or not sid or not tgt.startswith("/"):
+        raise MalformedTokenError("empty jti or sid, or a target that is not a path")
+    return Claims(sub, iat, exp, jti, sid, ep, uep, tgt, kid)
+
+
+def _b64decode(segment: bytes) -> bytes:
+    # The alphabet was checked by _COMPACT already; the stdlib's
+    # urlsafe_b64decode does the same in several Python-level steps.
+    return a2b_base64(segment.translate(_URLSAFE) + b"=" * (-len(segment) % 4))
 
 
 def verify_token(token: Any, ring: KeyRing) -> Claims:
@@ -266,16 +266,23 @@ def verify_token(token: Any, ring: KeyRing) -> Claims:
     header_segment, payload_segment, signature_segment = raw.split(b".")
     kid = _key_id(header_segment, ring)
     try:
-        signature = base64url_decode(signature_segment)
+        signature = _b64decode(signature_segment)
     except ValueError as e:
         raise MalformedTokenError("signature is not base64url") from e
     signing_input = raw[: len(header_segment) + 1 + len(payload_segment)]
     if not ring._hmac.verify(signing_input, ring._prepared[kid], signature):
         raise BadSignatureError("signature does not match")
     try:
-        payload = json.loads(
-            base64url_decode(payload_segment), object_pairs_hook=_refuse_duplicates
-        )
+        text = _b64decode(payload_segment).decode("utf-8")
+        payload = json.loads(text)
+        # Duplicate claims: in compact JSON every key is followed by '":', so
+        # as many '":' as top-level keys proves there is no duplicate; anything
+        # else (whitespace, nesting, a '":' inside a value) is parsed again
+        # with a hook that counts every pair.
+        if type(payload) is dict and (
+            text.count('":') != len(payload) or _WHITESPACE.search(text) is not None
+        ):
+            payload = json.loads(text, object_pairs_hook=_refuse_duplicates)
     except (ValueError, TypeError, RecursionError) as e:
         raise MalformedTokenError("payload is not JSON") from e
     if not isinstance(payload, dict):
