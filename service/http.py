@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from flask import Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import PathConverter
 
 from service.clock import from_seconds, isoformat
 from service.errors import (
@@ -136,8 +137,20 @@ def _token_problem(e: TokenError) -> Response:
     return problem(401, "token_invalid", "the link is not valid", title="Token invalid")
 
 
+class UserIdConverter(PathConverter):
+    """Any non-empty path segment run, newlines included.
+
+    The user id is validated by the view, which answers ``400
+    invalid_request`` naming the field; werkzeug's ``path`` converter does not
+    match a newline and would turn such an id into an undocumented 404.
+    """
+
+    regex = "(?s:[^/].*?)"
+
+
 def init_app(app: Flask) -> None:
     """Register the error handlers that render every failure as problem+json."""
+    app.url_map.converters["user_id"] = UserIdConverter
 
     @app.after_request
     def security_headers(response: Response) -> Response:

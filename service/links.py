@@ -40,7 +40,10 @@ _EMAIL = re.compile(
     r"(?=.{1,253}\Z)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+"
 )
-_PRINTABLE_ASCII = re.compile(r"[\x21-\x7e]*")
+# RFC 3986 path, query and fragment characters, %XX escapes, at most one "#":
+# the link must stay one URI that mail clients do not cut short.
+_URI_CHARS = r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/?]|%[0-9A-Fa-f]{2})"
+_URI_PATH = re.compile(rf"{_URI_CHARS}*(?:#{_URI_CHARS}*)?")
 
 
 @dataclass(frozen=True)
@@ -95,8 +98,11 @@ def validate_target(value: Any, token_param: str) -> str:
         raise refuse("must be a string path such as /tickets/1234")
     if not value or len(value) > MAX_TARGET_LENGTH:
         raise refuse(f"must be 1 to {MAX_TARGET_LENGTH} characters")
-    if not _PRINTABLE_ASCII.fullmatch(value):
-        raise refuse("must be printable ASCII without spaces (percent-encode the rest)")
+    if not _URI_PATH.fullmatch(value):
+        raise refuse(
+            "may hold only URI characters (RFC 3986: letters, digits, -._~!$&'()*+,;=:@/? "
+            "and %XX), at most one #; percent-encode the rest"
+        )
     if not value.startswith("/") or value.startswith("//") or "\\" in value:
         raise refuse("must be a path on the portal starting with a single /")
     parts = urlsplit(value)

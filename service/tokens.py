@@ -260,7 +260,11 @@ def verify_token(token: Any, ring: KeyRing) -> Claims:
     """
     if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH:
         raise MalformedTokenError("not a token of acceptable length")
-    raw = token.encode("utf-8", "surrogateescape")
+    # A compact JWS is ASCII; refusing anything else first also keeps lone
+    # surrogates (which no codec encodes) from escaping as a UnicodeError.
+    if not token.isascii():
+        raise MalformedTokenError("not ASCII")
+    raw = token.encode("ascii")
     if not _COMPACT.fullmatch(raw):
         raise MalformedTokenError("not a compact JWS")
     header_segment, payload_segment, signature_segment = raw.split(b".")

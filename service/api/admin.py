@@ -64,7 +64,7 @@ def bump_epoch() -> Any:
     return jsonify(admin.epoch_json(info))
 
 
-@bp.post("/users/<path:user_id>/revoke")
+@bp.post("/users/<user_id:user_id>/revoke")
 def revoke_user(user_id: str) -> Any:
     """Void every outstanding token of one user."""
     user_id = admin.validate_user_id(user_id)

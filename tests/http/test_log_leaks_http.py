@@ -54,7 +54,7 @@ def test_route_not_path_is_logged(client, caplog, links):
     caplog.set_level(logging.INFO, logger="service.access")
     links.revoke("someone-secret-looking")
     fields = [r.fields for r in caplog.records if r.name == "service.access"][-1]
-    assert fields["route"] == "/v1/admin/users/<path:user_id>/revoke"
+    assert fields["route"] == "/v1/admin/users/<user_id:user_id>/revoke"
     assert "someone-secret-looking" not in caplog.text
 
 
