@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask
+from flask import Flask, Request, Response
+from flask.sessions import SessionInterface, SessionMixin
 
 from service.config import load_config, validate_config
+from service.signins import SigninLog
 from service.store import Settings, open_store
 from service.tokens import KeyRing
 
@@ -15,6 +17,14 @@ __all__ = ["create_app"]
 
 #: Request bodies above this are refused with 413 before they are read.
 MAX_BODY_BYTES = 1024 * 1024
+
+
+class _NoSessions(SessionInterface):
+    def open_session(self, app: Flask, request: Request) -> SessionMixin:
+        return self.make_null_session(app)
+
+    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
+        return None
 
 
 def create_app(
@@ -29,6 +39,9 @@ def create_app(
     load_config(app, test_config)
     deployment = validate_config(app.config, app.instance_path)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    # The API has no cookies: only the console (its own app under /admin) has
+    # sessions, so no request here pays for opening one.
+    app.session_interface = _NoSessions()
     app.json.sort_keys = False
 
     store = open_store(
@@ -38,6 +51,16 @@ def create_app(
     )
     app.extensions["deployment"] = deployment
     app.extensions["store"] = store
+    signin_log = SigninLog(store, retention_days=deployment.log_retention_days)
+    app.extensions["signin_log"] = signin_log
+    close_store = store.close
+
+    def close() -> None:
+        # The sign-in log's writer thread uses the store: let it finish first.
+        signin_log.close()
+        close_store()
+
+    store.close = close  # type: ignore[method-assign]
     app.extensions["ring"] = KeyRing(
         keys=deployment.signing_keys,
         active_key_id=deployment.active_key_id,
@@ -64,4 +87,8 @@ def create_app(
         app.register_blueprint(module.bp)
     cli.init_app(app)
     console.init_app(app)
+    from service.fastpath import VerifyFastPath
+
+    # Outermost: a good click skips Flask's per-request machinery altogether.
+    app.wsgi_app = VerifyFastPath(app.wsgi_app, app)  # type: ignore[method-assign]
     return app

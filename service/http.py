@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import wraps
 from typing import Any, TypeVar
 
@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import PathConverter
 
 from service.clock import from_seconds, isoformat
+from service.config import ApiKey
 from service.errors import (
     ApiError,
     ExpiredTokenError,
@@ -25,7 +26,7 @@ from service.errors import (
     problem,
 )
 
-__all__ = ["init_app", "read_json", "require_role"]
+__all__ = ["find_api_key", "init_app", "read_json", "require_role"]
 
 log = logging.getLogger("service")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -81,18 +82,24 @@ def _encodable(value: Any) -> bool:
     return True
 
 
-def _caller() -> Any:
-    header = request.headers.get("Authorization", "")
+def find_api_key(header: str, api_keys: Iterable[ApiKey]) -> ApiKey | None:
+    """Return the API key an ``Authorization: Bearer`` header presents, if any."""
     scheme, _, presented = header.partition(" ")
     if scheme.lower() != "bearer" or not presented.strip():
         return None
     digest = hashlib.sha256(presented.strip().encode("utf-8", "surrogateescape")).digest()
     found = None
     # Compare against every key, in constant time each, without stopping early.
-    for key in current_app.extensions["deployment"].api_keys:
+    for key in api_keys:
         if hmac.compare_digest(digest, key.digest):
             found = key
     return found
+
+
+def _caller() -> ApiKey | None:
+    return find_api_key(
+        request.headers.get("Authorization", ""), current_app.extensions["deployment"].api_keys
+    )
 
 
 def require_role(*roles: str) -> Callable[[F], F]:

@@ -13,8 +13,10 @@ Two pieces:
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import os
 import re
 import time
 import uuid
@@ -71,6 +73,8 @@ def install_redaction(secrets: Iterable[str] = (), params: Iterable[str] = ()) -
 
     def redacting_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = factory(*args, **kwargs)
+        if record.name == "service.access":
+            return record  # built from the method, the route rule and the status only
         try:
             message = record.getMessage()
         except (TypeError, ValueError, KeyError):
@@ -101,6 +105,41 @@ class JsonFormatter(logging.Formatter):
 
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+# Request ids: a random prefix per process and a counter. Unique across
+# workers and restarts without a call to the kernel's random source per request.
+_id_prefix = ""
+_id_pid = 0
+_id_counter = itertools.count(1)
+
+
+def request_id(given: str | None) -> str:
+    """Return the caller's X-Request-Id when well-formed, else a new unique id."""
+    global _id_prefix, _id_pid, _id_counter
+    if given and _REQUEST_ID.fullmatch(given):
+        return given
+    if _id_pid != os.getpid():
+        _id_prefix, _id_pid, _id_counter = uuid.uuid4().hex[:16], os.getpid(), itertools.count(1)
+    return f"{_id_prefix}-{next(_id_counter)}"
+
+
+def log_request(rid: str, method: str, route: str, status: int, started: float | None) -> None:
+    """Write the one structured line of a request."""
+    duration = round((time.perf_counter() - started) * 1000, 3) if started else None
+    _request_log.info(
+        "%s %s %s",
+        method,
+        route,
+        status,
+        extra={
+            "fields": {
+                "request_id": rid,
+                "method": method,
+                "route": route,
+                "status": status,
+                "duration_ms": duration,
+            }
+        },
+    )
 
 
 def init_app(app: Flask, secrets: Iterable[str], token_param: str) -> None:
@@ -120,31 +159,13 @@ def init_app(app: Flask, secrets: Iterable[str], token_param: str) -> None:
 
     @app.before_request
     def start_request() -> None:
-        given = request.headers.get("X-Request-Id", "")
-        g.request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        g.request_id = request_id(request.headers.get("X-Request-Id"))
         g.request_started = time.perf_counter()
 
     @app.after_request
-    def log_request(response: Response) -> Response:
-        started = g.get("request_started")
-        request_id = g.get("request_id", "-")
-        response.headers["X-Request-Id"] = request_id
+    def log_each_request(response: Response) -> Response:
+        rid = g.get("request_id", "-")
+        response.headers["X-Request-Id"] = rid
         rule = request.url_rule.rule if request.url_rule is not None else "unmatched"
-        _request_log.info(
-            "%s %s %s",
-            request.method,
-            rule,
-            response.status_code,
-            extra={
-                "fields": {
-                    "request_id": request_id,
-                    "method": request.method,
-                    "route": rule,
-                    "status": response.status_code,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 3)
-                    if started
-                    else None,
-                }
-            },
-        )
+        log_request(rid, request.method, rule, response.status_code, g.get("request_started"))
         return response

@@ -43,6 +43,20 @@ def auth(name: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {API_KEYS[name][0]}"}
 
 
+@pytest.fixture(autouse=True)
+def _write_sign_in_logs_before_teardown():
+    """Leave no sign-in entry for a writer thread to write after its test.
+
+    The sign-in log is written behind the request (service/signins.py); a
+    thread still writing after the test stopped its store would only log
+    warnings into a closed capture.
+    """
+    yield
+    from service.signins import drain_all
+
+    drain_all()
+
+
 @pytest.fixture(scope="session")
 def redis_server():
     from tests.support.redis_server import RedisServer

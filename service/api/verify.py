@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import timedelta
 from typing import Any
 
 from flask import Blueprint, current_app, g, jsonify
@@ -26,8 +25,6 @@ log = logging.getLogger("service")
 bp = Blueprint("verify", __name__, url_prefix="/v1/tokens")
 
 _OUTCOMES = {ExpiredTokenError: "token_expired", RevokedTokenError: "token_revoked"}
-#: Retention pruning runs at most this often per process.
-PRUNE_EVERY = timedelta(minutes=5)
 
 
 def _client(value: Any) -> tuple[str | None, str | None]:
@@ -50,17 +47,11 @@ def _client(value: Any) -> tuple[str | None, str | None]:
 
 
 def record_signin(user_id: str, outcome: str, ip: str | None, user_agent: str | None) -> None:
-    """Append to the sign-in log (when enabled) and prune it now and then."""
-    deployment = current_app.extensions["deployment"]
-    if not deployment.signin_log:
-        return
-    store = current_app.extensions["store"]
-    now = utcnow()
-    store.record_signin(Signin(now, user_id, outcome, ip, user_agent))
-    state = current_app.extensions.setdefault("prune", {"next": None})
-    if state["next"] is None or now >= state["next"]:
-        state["next"] = now + PRUNE_EVERY
-        store.prune(before=now - timedelta(days=deployment.log_retention_days))
+    """Queue an entry of the sign-in log (when enabled); see service/signins.py."""
+    if current_app.extensions["deployment"].signin_log:
+        current_app.extensions["signin_log"].record(
+            Signin(utcnow(), user_id, outcome, ip, user_agent)
+        )
 
 
 def _count_failure(ip: str | None) -> None:

@@ -212,6 +212,7 @@ def signins() -> Any:
     try:
         if user_id:
             admin.validate_user_id(user_id)
+        current_app.extensions["signin_log"].flush()
         rows = _store().signins(user_id=user_id or None, limit=SIGNIN_ROWS)
     except ApiError as e:
         error = field_message(e.detail)

@@ -129,6 +129,10 @@ class Store(Protocol):
         """Append one entry to the sign-in log."""
         ...
 
+    def record_signins(self, signins: Sequence[Signin]) -> None:
+        """Append several entries to the sign-in log in one transaction or round trip."""
+        ...
+
     def signins(self, *, user_id: str | None, limit: int) -> list[Signin]:
         """Return up to ``limit`` sign-ins, newest first, of one user or all."""
         ...

@@ -483,11 +483,22 @@ class RedisStore:
 
     def record_signin(self, signin: Signin) -> None:
         """Append one entry to the sign-in log."""
-        s = signin
-        entry = json.dumps([s.user_id, s.outcome, s.ip, s.user_agent])
-        keys = [self._seq, self._signins, f"{self._signins}_at", self._user_signins + s.user_id]
+        self.record_signins([signin])
+
+    def record_signins(self, signins: Sequence[Signin]) -> None:
+        """Append several entries to the sign-in log in one round trip."""
         with self._guard:
-            self._signin_script(keys, [s.at.timestamp(), entry, self._user_signins])
+            pipe = self.redis.pipeline(transaction=False)
+            for s in signins:
+                entry = json.dumps([s.user_id, s.outcome, s.ip, s.user_agent])
+                keys = [
+                    self._seq,
+                    self._signins,
+                    f"{self._signins}_at",
+                    self._user_signins + s.user_id,
+                ]
+                self._signin_script(keys, [s.at.timestamp(), entry, self._user_signins], pipe)
+            pipe.execute()
 
     def prune(self, *, before: datetime) -> None:
         """Drop audit and sign-in entries older than ``before``."""

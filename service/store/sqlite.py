@@ -391,11 +391,23 @@ class SqliteStore:
         return int(row[0])
 
     def record_signin(self, signin: Signin) -> None:
+        self.record_signins([signin])
+
+    def record_signins(self, signins: Sequence[Signin]) -> None:
+        rows = [(_ts(s.at), s.user_id, s.outcome, s.ip, s.user_agent) for s in signins]
         with self._guard():
-            self._log_conn().execute(
-                "INSERT INTO signins (at, user_id, outcome, ip, user_agent) VALUES (?, ?, ?, ?, ?)",
-                (_ts(signin.at), signin.user_id, signin.outcome, signin.ip, signin.user_agent),
-            )
+            conn = self._log_conn()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(
+                    "INSERT INTO signins (at, user_id, outcome, ip, user_agent)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    rows,
+                )
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     def prune(self, *, before: datetime) -> None:
         with self._write() as conn:

@@ -1,0 +1,131 @@
+"""The sign-in log, written behind the click.
+
+Every verification of a genuine token is recorded, but not inside the
+request that verified it: entries wait in a per-process buffer and a
+background thread writes them in one transaction (SQLite) or one pipeline
+(Redis) every few milliseconds. A batch costs a fraction of one write per
+click, which keeps verification near the speed of a bare endpoint.
+
+What that costs, and why it is acceptable: an entry reaches the store up to
+``FLUSH_SECONDS`` after its click, and a worker killed with SIGKILL loses
+what it had not written yet (a clean stop writes everything). The epochs are
+never buffered: revocation stays synchronous and fail-closed. Reads of the
+log through this process (the admin API, the console) write its buffer
+first, so a process always sees its own entries.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import weakref
+from datetime import timedelta
+from typing import Any
+
+from service.clock import utcnow
+from service.errors import StoreError
+from service.store import Signin
+
+__all__ = ["FLUSH_SECONDS", "SigninLog", "drain_all"]
+
+log = logging.getLogger("service.signins")
+
+#: How long an entry may wait in the buffer.
+FLUSH_SECONDS = 0.05
+#: A buffer this full is written at once, by the request that filled it.
+MAX_PENDING = 500
+#: The writer thread ends after this long without entries (and starts again with the next).
+IDLE_SECONDS = 2.0
+#: Retention pruning runs at most this often per process.
+PRUNE_EVERY = timedelta(minutes=5)
+
+_live: weakref.WeakSet[SigninLog] = weakref.WeakSet()
+
+
+class SigninLog:
+    """A per-process write-behind buffer in front of ``store.record_signins``."""
+
+    def __init__(self, store: Any, *, retention_days: int) -> None:
+        self.store = store
+        self.retention = timedelta(days=retention_days)
+        self._pending: list[Signin] = []
+        self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+        self._next_prune = None
+        self._closed = False
+        _live.add(self)
+
+    def record(self, signin: Signin) -> None:
+        """Queue one entry; it reaches the store within ``FLUSH_SECONDS``."""
+        with self._lock:
+            if self._pid != os.getpid():  # forked: the parent's buffer and locks are not ours
+                self._pending, self._thread, self._pid = [], None, os.getpid()
+                self._flush_lock = threading.Lock()
+            self._pending.append(signin)
+            full = len(self._pending) >= MAX_PENDING
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="signin-log", daemon=True)
+                self._thread.start()
+        if full:
+            self.flush()
+
+    def flush(self, *, prune: bool = True) -> None:
+        """Write every queued entry now (and prune old entries now and then)."""
+        # One writer at a time: a reader's flush must wait for a batch the
+        # background thread is still writing, or it would read without it.
+        with self._flush_lock:
+            if self._closed:
+                return
+            with self._lock:
+                batch, self._pending = self._pending, []
+            if batch:
+                try:
+                    self.store.record_signins(batch)
+                # OSError, ValueError: redis-py lets a socket closed under it
+                # (the store closing, the server going away) raise its own errors.
+                except (StoreError, OSError, ValueError) as e:
+                    # The clicks were answered already; the log loses these entries.
+                    log.warning("sign-in log: %d entries not written: %s", len(batch), e)
+        if not prune:
+            return
+        now = utcnow()
+        if self._next_prune is None or now >= self._next_prune:
+            self._next_prune = now + PRUNE_EVERY
+            try:
+                self.store.prune(before=now - self.retention)
+            except (StoreError, OSError, ValueError) as e:
+                log.warning("sign-in log: pruning failed: %s", e)
+
+    def close(self) -> None:
+        """Write what is queued and stop writing: the store is about to close."""
+        self.flush(prune=False)
+        with self._flush_lock:  # waits for a batch the writer thread is writing
+            self._closed = True
+        self._wake.set()
+
+    def _run(self) -> None:
+        idle = 0.0
+        while idle < IDLE_SECONDS and not self._closed:
+            self._wake.wait(FLUSH_SECONDS)
+            with self._lock:
+                pending = bool(self._pending)
+            if pending:
+                self.flush()
+                idle = 0.0
+            else:
+                idle += FLUSH_SECONDS
+
+
+def drain_all() -> None:
+    """Write what every sign-in log of this process still holds (at exit, in tests)."""
+    for signin_log in list(_live):
+        if signin_log._pid == os.getpid() and signin_log._pending:
+            signin_log.flush(prune=False)
+
+
+atexit.register(drain_all)
