@@ -125,15 +125,30 @@ def bench_inprocess(tmp: Path, reps: int) -> None:
         hmac.new(KEY, signing_input, hashlib.sha256).digest()
 
     a, b, r = interleaved(ours_verify, plain_decode, n=3000, reps=reps)
-    report("in-process", "verify incl. store read (SQLite) vs jwt.decode", us(a), us(b), r,
-           ">= 1.5x", r >= 1.5)
+    report(
+        "in-process",
+        "verify incl. store read (SQLite) vs jwt.decode",
+        us(a),
+        us(b),
+        r,
+        ">= 1.5x",
+        r >= 1.5,
+    )
     a, b, r = interleaved(ours_verify, floor, n=3000, reps=reps)
-    report("in-process", "verify incl. store read vs bare HMAC-SHA256", us(a), us(b), r,
-           "(floor)", None)
+    report(
+        "in-process",
+        "verify incl. store read vs bare HMAC-SHA256",
+        us(a),
+        us(b),
+        r,
+        "(floor)",
+        None,
+    )
 
     def ours_issue() -> None:
-        issue_token("42", state, target="/tickets/1234", ring=keys, ttl=86400,
-                    now=datetime.now(UTC))
+        issue_token(
+            "42", state, target="/tickets/1234", ring=keys, ttl=86400, now=datetime.now(UTC)
+        )
 
     def plain_encode() -> None:
         jwt.encode(payload, KEY, algorithm="HS256", headers={"kid": "k1"})
@@ -148,29 +163,41 @@ def bench_inprocess(tmp: Path, reps: int) -> None:
 
 def bench_store(tmp: Path, redis_server, reps: int) -> None:
     sqlite_store = open_store(
-        f"sqlite:///{tmp / 'store.db'}", defaults=Settings(True, 86400),
+        f"sqlite:///{tmp / 'store.db'}",
+        defaults=Settings(True, 86400),
         options={"instance_path": str(tmp)},
     )
     raw = sqlite3.connect(tmp / "store.db", isolation_level=None)
     now = datetime.now(UTC)
-    a, b, r = interleaved(lambda: sqlite_store.token_state("42"),
-                          lambda: raw.execute("SELECT 1").fetchone(), n=3000, reps=reps)
+    a, b, r = interleaved(
+        lambda: sqlite_store.token_state("42"),
+        lambda: raw.execute("SELECT 1").fetchone(),
+        n=3000,
+        reps=reps,
+    )
     report("store", "SQLite epoch read vs SELECT 1", us(a), us(b), r, "-", None)
     a, b, r = interleaved(
         lambda: sqlite_store.bump_epoch(actor="bench", reason="bench", now=now),
-        lambda: sqlite_store.token_state("42"), n=100, reps=reps,
+        lambda: sqlite_store.token_state("42"),
+        n=100,
+        reps=reps,
     )
     report("store", "SQLite bump (fsync) vs epoch read", us(a), us(b), r, "-", None)
     raw.close()
     sqlite_store.close()
-    redis_store = open_store(redis_url(redis_server), defaults=Settings(True, 86400),
-                             options={"key_prefix": "bench-store:"})
+    redis_store = open_store(
+        redis_url(redis_server),
+        defaults=Settings(True, 86400),
+        options={"key_prefix": "bench-store:"},
+    )
     client = redis_store.redis
     a, b, r = interleaved(lambda: redis_store.token_state("42"), client.ping, n=2000, reps=reps)
     report("store", "Redis epoch read vs PING", us(a), us(b), r, "-", None)
     a, b, r = interleaved(
         lambda: redis_store.bump_epoch(actor="bench", reason="bench", now=now),
-        lambda: redis_store.token_state("42"), n=1000, reps=reps,
+        lambda: redis_store.token_state("42"),
+        n=1000,
+        reps=reps,
     )
     report("store", "Redis bump vs epoch read", us(a), us(b), r, "-", None)
     redis_store.close()
@@ -194,14 +221,19 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         metrics = tmp / f"metrics-{name}"
-        env = {**{k: v for k, v in os.environ.items() if not k.startswith("LINKS_")}, **env,
-               "PROMETHEUS_MULTIPROC_DIR": str(metrics)}
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("LINKS_")},
+            **env,
+            "PROMETHEUS_MULTIPROC_DIR": str(metrics),
+        }
         gunicorn = str(Path(sys.executable).parent / "gunicorn")
         self.log = (tmp / f"{name}.log").open("wb")
         self.process = subprocess.Popen(
-            [gunicorn, "-w", "2", "-b", f"127.0.0.1:{self.port}", "--log-level", "warning",
-             target],
-            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+            [gunicorn, "-w", "2", "-b", f"127.0.0.1:{self.port}", "--log-level", "warning", target],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -229,13 +261,18 @@ class Server:
 def wrk(url: str, body: str, headers: dict[str, str], seconds: int, tmp: Path) -> dict:
     script = tmp / "wrk.lua"
     lua_body = body.replace("\\", "\\\\").replace('"', '\\"')
-    lines = ['wrk.method = "POST"', f'wrk.body = "{lua_body}"',
-             'wrk.headers["Content-Type"] = "application/json"']
+    lines = [
+        'wrk.method = "POST"',
+        f'wrk.body = "{lua_body}"',
+        'wrk.headers["Content-Type"] = "application/json"',
+    ]
     lines += [f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items()]
     script.write_text("\n".join(lines) + "\n")
     out = subprocess.run(
         ["wrk", "-t2", "-c8", f"-d{seconds}s", "--latency", "-s", str(script), url],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -249,8 +286,16 @@ def wrk(url: str, body: str, headers: dict[str, str], seconds: int, tmp: Path) -
     return {"rps": rps, "p50": latency("50"), "p99": latency("99")}
 
 
-def compare_http(label: str, ours: tuple, bare: tuple, reps: int, seconds: int, tmp: Path,
-                 target_rps: float, target_p99: float | None) -> None:
+def compare_http(
+    label: str,
+    ours: tuple,
+    bare: tuple,
+    reps: int,
+    seconds: int,
+    tmp: Path,
+    target_rps: float,
+    target_p99: float | None,
+) -> None:
     runs_ours, runs_bare = [], []
     for _ in range(reps):
         runs_ours.append(wrk(*ours, seconds, tmp))
@@ -258,15 +303,35 @@ def compare_http(label: str, ours: tuple, bare: tuple, reps: int, seconds: int, 
     med = lambda runs, k: statistics.median(r[k] for r in runs)  # noqa: E731
     ratios = [a["rps"] / b["rps"] for a, b in zip(runs_ours, runs_bare, strict=True)]
     r = statistics.median(ratios)
-    report("HTTP", f"{label}: req/s", f"{med(runs_ours, 'rps'):.0f}/s",
-           f"{med(runs_bare, 'rps'):.0f}/s", r, f">= {target_rps}x", r >= target_rps)
+    report(
+        "HTTP",
+        f"{label}: req/s",
+        f"{med(runs_ours, 'rps'):.0f}/s",
+        f"{med(runs_bare, 'rps'):.0f}/s",
+        r,
+        f">= {target_rps}x",
+        r >= target_rps,
+    )
     p50 = med(runs_ours, "p50") / med(runs_bare, "p50")
-    report("HTTP", f"{label}: p50 latency", f"{med(runs_ours, 'p50') * 1e3:.2f} ms",
-           f"{med(runs_bare, 'p50') * 1e3:.2f} ms", p50, "-", None)
+    report(
+        "HTTP",
+        f"{label}: p50 latency",
+        f"{med(runs_ours, 'p50') * 1e3:.2f} ms",
+        f"{med(runs_bare, 'p50') * 1e3:.2f} ms",
+        p50,
+        "-",
+        None,
+    )
     p99 = med(runs_ours, "p99") / med(runs_bare, "p99")
-    report("HTTP", f"{label}: p99 latency", f"{med(runs_ours, 'p99') * 1e3:.2f} ms",
-           f"{med(runs_bare, 'p99') * 1e3:.2f} ms", p99,
-           f"<= {target_p99}x" if target_p99 else "-", p99 <= target_p99 if target_p99 else None)
+    report(
+        "HTTP",
+        f"{label}: p99 latency",
+        f"{med(runs_ours, 'p99') * 1e3:.2f} ms",
+        f"{med(runs_bare, 'p99') * 1e3:.2f} ms",
+        p99,
+        f"<= {target_p99}x" if target_p99 else "-",
+        p99 <= target_p99 if target_p99 else None,
+    )
 
 
 def service_env(tmp: Path, store_url: str, name: str) -> dict[str, str]:
@@ -287,16 +352,28 @@ def service_env(tmp: Path, store_url: str, name: str) -> dict[str, str]:
 
 def link_body(user: str) -> dict:
     email = f"{user}@example.com"
-    return {"user_id": user, "email": email, "recipients": {"to": [email]},
-            "target": "/tickets/1234"}
+    return {
+        "user_id": user,
+        "email": email,
+        "recipients": {"to": [email]},
+        "target": "/tickets/1234",
+    }
 
 
 def prepare(server: Server) -> str:
     """Switch auto-login on and return a valid token."""
-    requests.patch(server.url + "/v1/admin/settings", json={"auto_login_enabled": True},
-                   headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=10)
-    answer = requests.post(server.url + "/v1/links", json=link_body("42"),
-                           headers={"Authorization": f"Bearer {ISSUER_KEY}"}, timeout=10).json()
+    requests.patch(
+        server.url + "/v1/admin/settings",
+        json={"auto_login_enabled": True},
+        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+        timeout=10,
+    )
+    answer = requests.post(
+        server.url + "/v1/links",
+        json=link_body("42"),
+        headers={"Authorization": f"Bearer {ISSUER_KEY}"},
+        timeout=10,
+    ).json()
     return answer["url"].split("auto_login=", 1)[1]
 
 
@@ -304,23 +381,41 @@ def bench_http(tmp: Path, redis_server, reps: int, seconds: int) -> None:
     import json
 
     bare = Server("bench.bare_app:app", {}, tmp, "bare")
-    sqlite_server = Server("wsgi:app", service_env(tmp, f"sqlite:///{tmp / 'http.db'}", "sqlite"),
-                           tmp, "sqlite")
-    redis_server_http = Server("wsgi:app", service_env(tmp, redis_url(redis_server), "redis"),
-                               tmp, "redis")
+    sqlite_server = Server(
+        "wsgi:app", service_env(tmp, f"sqlite:///{tmp / 'http.db'}", "sqlite"), tmp, "sqlite"
+    )
+    redis_server_http = Server(
+        "wsgi:app", service_env(tmp, redis_url(redis_server), "redis"), tmp, "redis"
+    )
     try:
         bare_case = (bare.url + "/bare", "{}", {})
-        for label, server in (("verify, SQLite, sign-in log on", sqlite_server),
-                              ("verify, Redis, sign-in log on", redis_server_http)):
+        for label, server in (
+            ("verify, SQLite, sign-in log on", sqlite_server),
+            ("verify, Redis, sign-in log on", redis_server_http),
+        ):
             token = prepare(server)
             body = json.dumps({"token": token, "client": {"ip": "203.0.113.7"}})
-            ours = (server.url + "/v1/tokens/verify", body,
-                    {"Authorization": f"Bearer {PORTAL_KEY}"})
+            ours = (
+                server.url + "/v1/tokens/verify",
+                body,
+                {"Authorization": f"Bearer {PORTAL_KEY}"},
+            )
             is_sqlite = server is sqlite_server
-            compare_http(label, ours, bare_case, reps, seconds, tmp,
-                         0.85 if is_sqlite else 0.75, 1.5 if is_sqlite else None)
-        ours = (sqlite_server.url + "/v1/links", json.dumps(link_body("42")),
-                {"Authorization": f"Bearer {ISSUER_KEY}"})
+            compare_http(
+                label,
+                ours,
+                bare_case,
+                reps,
+                seconds,
+                tmp,
+                0.85 if is_sqlite else 0.75,
+                1.5 if is_sqlite else None,
+            )
+        ours = (
+            sqlite_server.url + "/v1/links",
+            json.dumps(link_body("42")),
+            {"Authorization": f"Bearer {ISSUER_KEY}"},
+        )
         compare_http("issue link, SQLite", ours, bare_case, reps, seconds, tmp, 0.0, None)
 
         # 4. A batch of 1000 over HTTP against 1000 plain jwt.encode calls.
@@ -330,8 +425,9 @@ def bench_http(tmp: Path, redis_server, reps: int, seconds: int) -> None:
         payload = jwt.decode(token, options={"verify_signature": False})
 
         def post_batch() -> None:
-            response = session.post(sqlite_server.url + "/v1/links/batch", json=batch,
-                                    headers=headers, timeout=30)
+            response = session.post(
+                sqlite_server.url + "/v1/links/batch", json=batch, headers=headers, timeout=30
+            )
             response.raise_for_status()
 
         def encodes() -> None:
@@ -339,21 +435,39 @@ def bench_http(tmp: Path, redis_server, reps: int, seconds: int) -> None:
                 jwt.encode(payload, KEY, algorithm="HS256", headers={"kid": "k1"})
 
         a, b, r = interleaved(post_batch, encodes, n=3, reps=reps * 2)
-        report("batch", "POST /v1/links/batch, 1000 items vs 1000 jwt.encode",
-               f"{a * 1e3:.1f} ms", f"{b * 1e3:.1f} ms", b / a and a / b, "<= 1.5x time",
-               a / b <= 1.5)
+        report(
+            "batch",
+            "POST /v1/links/batch, 1000 items vs 1000 jwt.encode",
+            f"{a * 1e3:.1f} ms",
+            f"{b * 1e3:.1f} ms",
+            b / a and a / b,
+            "<= 1.5x time",
+            a / b <= 1.5,
+        )
         session.close()
 
         # 6. Memory of one worker after all that load.
         ours_rss = max(sqlite_server.worker_rss_kib())
         bare_rss = max(bare.worker_rss_kib())
-        report("memory", "worker RSS after load (SQLite) vs bare Flask worker",
-               f"{ours_rss / 1024:.1f} MiB", f"{bare_rss / 1024:.1f} MiB", ours_rss / bare_rss,
-               "<= 1.2x", ours_rss / bare_rss <= 1.2)
+        report(
+            "memory",
+            "worker RSS after load (SQLite) vs bare Flask worker",
+            f"{ours_rss / 1024:.1f} MiB",
+            f"{bare_rss / 1024:.1f} MiB",
+            ours_rss / bare_rss,
+            "<= 1.2x",
+            ours_rss / bare_rss <= 1.2,
+        )
         ours_rss = max(redis_server_http.worker_rss_kib())
-        report("memory", "worker RSS after load (Redis) vs bare Flask worker",
-               f"{ours_rss / 1024:.1f} MiB", f"{bare_rss / 1024:.1f} MiB", ours_rss / bare_rss,
-               "<= 1.2x", ours_rss / bare_rss <= 1.2)
+        report(
+            "memory",
+            "worker RSS after load (Redis) vs bare Flask worker",
+            f"{ours_rss / 1024:.1f} MiB",
+            f"{bare_rss / 1024:.1f} MiB",
+            ours_rss / bare_rss,
+            "<= 1.2x",
+            ours_rss / bare_rss <= 1.2,
+        )
     finally:
         for server in (bare, sqlite_server, redis_server_http):
             server.stop()
@@ -376,8 +490,10 @@ def fill_sqlite(path: Path, users: int) -> None:
 def fill_redis(store, users: int) -> None:
     pipe = store.redis.pipeline(transaction=False)
     for start in range(0, users, 10000):
-        pipe.hset(store._user_epochs, mapping={f"user-{i}": 1 for i in
-                                               range(start, min(users, start + 10000))})
+        pipe.hset(
+            store._user_epochs,
+            mapping={f"user-{i}": 1 for i in range(start, min(users, start + 10000))},
+        )
         pipe.execute()
 
 
@@ -389,16 +505,23 @@ def bench_growth(tmp: Path, redis_server, reps: int, big: int) -> None:
         for size in (10, big):
             if kind == "SQLite":
                 path = tmp / f"growth-{size}.db"
-                store = open_store(f"sqlite:///{path}", defaults=Settings(True, 86400),
-                                   options={"instance_path": str(tmp)})
+                store = open_store(
+                    f"sqlite:///{path}",
+                    defaults=Settings(True, 86400),
+                    options={"instance_path": str(tmp)},
+                )
                 fill_sqlite(path, size)
             else:
-                store = open_store(redis_url(redis_server), defaults=Settings(True, 86400),
-                                   options={"key_prefix": f"bench-growth-{size}:"})
+                store = open_store(
+                    redis_url(redis_server),
+                    defaults=Settings(True, 86400),
+                    options={"key_prefix": f"bench-growth-{size}:"},
+                )
                 fill_redis(store, size)
             user = f"user-{size // 2}"
-            token, _ = issue_token(user, store.token_state(user), target="/", ring=keys,
-                                   ttl=86400, now=now)
+            token, _ = issue_token(
+                user, store.token_state(user), target="/", ring=keys, ttl=86400, now=now
+            )
 
             def verify(store=store, token=token) -> None:
                 claims = verify_token(token, keys)
@@ -406,33 +529,68 @@ def bench_growth(tmp: Path, redis_server, reps: int, big: int) -> None:
 
             stores.append((store, verify))
         a, b, r = interleaved(stores[1][1], stores[0][1], n=2000, reps=reps)
-        report("growth", f"verify, {big:,} vs 10 revoked users ({kind})", us(a), us(b),
-               a / b, "<= 1.1x cost", a / b <= 1.1)
+        report(
+            "growth",
+            f"verify, {big:,} vs 10 revoked users ({kind})",
+            us(a),
+            us(b),
+            a / b,
+            "<= 1.1x cost",
+            a / b <= 1.1,
+        )
         for store, _ in stores:
             store.close()
 
     # Per-item cost of issuing in a batch of 1000 against a batch of 1.
-    store = open_store(f"sqlite:///{tmp / 'batch.db'}", defaults=Settings(True, 86400),
-                       options={"instance_path": str(tmp)})
+    store = open_store(
+        f"sqlite:///{tmp / 'batch.db'}",
+        defaults=Settings(True, 86400),
+        options={"instance_path": str(tmp)},
+    )
 
     def requests_for(n: int) -> list[LinkRequest]:
-        return [LinkRequest(f"user-{i}", f"user-{i}@example.com", (f"user-{i}@example.com",),
-                            "/tickets/1", None) for i in range(n)]
+        return [
+            LinkRequest(
+                f"user-{i}", f"user-{i}@example.com", (f"user-{i}@example.com",), "/tickets/1", None
+            )
+            for i in range(n)
+        ]
 
     one, thousand = requests_for(1), requests_for(1000)
 
     def issue(batch: list[LinkRequest]) -> None:
         state = store.issue_state([r.user_id for r in batch])
-        build_links(batch, state, ring=keys, base_url="https://portal.example.com",
-                    token_param="auto_login", now=datetime.now(UTC))
+        build_links(
+            batch,
+            state,
+            ring=keys,
+            base_url="https://portal.example.com",
+            token_param="auto_login",
+            now=datetime.now(UTC),
+        )
 
     a = statistics.median(per_call(lambda: issue(thousand), 5) / 1000 for _ in range(reps))
     b = statistics.median(per_call(lambda: issue(one), 2000) for _ in range(reps))
-    report("growth", "issue per item: batch of 1000 vs batch of 1", us(a), us(b), a / b,
-           "<= 1.1x cost", a / b <= 1.1)
-    tokens = [u.url.split("auto_login=")[1] for u in build_links(
-        thousand, store.issue_state([r.user_id for r in thousand]), ring=keys,
-        base_url="https://p", token_param="auto_login", now=datetime.now(UTC))]
+    report(
+        "growth",
+        "issue per item: batch of 1000 vs batch of 1",
+        us(a),
+        us(b),
+        a / b,
+        "<= 1.1x cost",
+        a / b <= 1.1,
+    )
+    tokens = [
+        u.url.split("auto_login=")[1]
+        for u in build_links(
+            thousand,
+            store.issue_state([r.user_id for r in thousand]),
+            ring=keys,
+            base_url="https://p",
+            token_param="auto_login",
+            now=datetime.now(UTC),
+        )
+    ]
 
     def verify_all() -> None:
         for token in tokens:
@@ -445,8 +603,15 @@ def bench_growth(tmp: Path, redis_server, reps: int, big: int) -> None:
 
     a = statistics.median(per_call(verify_all, 3) / 1000 for _ in range(reps))
     b = statistics.median(per_call(verify_one, 2000) for _ in range(reps))
-    report("growth", "verify per token: 1000 distinct tokens vs 1", us(a), us(b), a / b,
-           "<= 1.1x cost", a / b <= 1.1)
+    report(
+        "growth",
+        "verify per token: 1000 distinct tokens vs 1",
+        us(a),
+        us(b),
+        a / b,
+        "<= 1.1x cost",
+        a / b <= 1.1,
+    )
     store.close()
 
 
@@ -461,9 +626,11 @@ def main() -> int:
 
     from tests.support.redis_server import RedisServer
 
-    print(f"# bench {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
-          f"{os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"PyJWT {jwt.__version__}, {'quick' if args.quick else 'full'} run\n")
+    print(
+        f"# bench {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
+        f"{os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"PyJWT {jwt.__version__}, {'quick' if args.quick else 'full'} run\n"
+    )
     print("| section | what | ours | baseline | ratio | target | met |")
     print("|---|---|---|---|---|---|---|")
     tmp = Path(tempfile.mkdtemp(prefix="autologin-bench-"))
