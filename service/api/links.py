@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from flask import Blueprint, current_app, g, jsonify
@@ -30,9 +31,11 @@ def _answer(requests: list[LinkRequest]) -> list[LinkAnswer]:
         token_param=deployment.token_param,
         now=utcnow(),
     )
-    counter = current_app.extensions["metrics"].links
-    for answer in answers:
-        counter.labels(str(answer.auto_login).lower(), answer.reason or "none").inc()
+    # One increment per distinct outcome, not per answer: a batch has 1000.
+    counts = Counter((a.auto_login, a.reason or "none") for a in answers)
+    links_counter = current_app.extensions["metrics"].links
+    for (auto_login, reason), n in counts.items():
+        links_counter.labels(str(auto_login).lower(), reason).inc(n)
     return answers
 
 

@@ -12,6 +12,7 @@ import base64
 import json
 import secrets
 import subprocess
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -107,6 +108,11 @@ def verify_all(server: GunicornServer, tokens: list[str], times: int = 4) -> set
 
 def assert_workers_alive(server: GunicornServer) -> None:
     assert server.process is not None and server.process.poll() is None
+    # The second worker may log its boot a moment after the first one served:
+    # wait (bounded) until both have, then no more may have booted since.
+    deadline = time.monotonic() + 10
+    while server.log().count("Booting worker with pid") < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
     log = server.log()
     # Two workers booted at start and none since: none died, none was killed as hung.
     assert log.count("Booting worker with pid") == 2, log
