@@ -88,6 +88,10 @@ def install_redaction(secrets: Iterable[str] = (), params: Iterable[str] = ()) -
     logging.setLogRecordFactory(redacting_factory)
 
 
+# One encoder for every line: json.dumps with options builds a new one per call.
+_ENCODER = json.JSONEncoder(default=str)
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object a line: time, level, logger, message and extra fields."""
 
@@ -112,7 +116,7 @@ class JsonFormatter(logging.Formatter):
         entry.update(getattr(record, "fields", {}))
         if record.exc_info:
             entry["error"] = redact(self.formatException(record.exc_info))
-        return json.dumps(entry, default=str)
+        return _ENCODER.encode(entry)
 
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
