@@ -293,7 +293,7 @@ def compare_http(
     reps: int,
     seconds: int,
     tmp: Path,
-    target_rps: float,
+    target_rps: float | None,
     target_p99: float | None,
 ) -> None:
     runs_ours, runs_bare = [], []
@@ -309,8 +309,8 @@ def compare_http(
         f"{med(runs_ours, 'rps'):.0f}/s",
         f"{med(runs_bare, 'rps'):.0f}/s",
         r,
-        f">= {target_rps}x",
-        r >= target_rps,
+        f">= {target_rps}x" if target_rps else "-",
+        r >= target_rps if target_rps else None,
     )
     p50 = med(runs_ours, "p50") / med(runs_bare, "p50")
     report(
@@ -416,7 +416,7 @@ def bench_http(tmp: Path, redis_server, reps: int, seconds: int) -> None:
             json.dumps(link_body("42")),
             {"Authorization": f"Bearer {ISSUER_KEY}"},
         )
-        compare_http("issue link, SQLite", ours, bare_case, reps, seconds, tmp, 0.0, None)
+        compare_http("issue link, SQLite", ours, bare_case, reps, seconds, tmp, None, None)
 
         # 4. A batch of 1000 over HTTP against 1000 plain jwt.encode calls.
         session = requests.Session()
@@ -440,7 +440,7 @@ def bench_http(tmp: Path, redis_server, reps: int, seconds: int) -> None:
             "POST /v1/links/batch, 1000 items vs 1000 jwt.encode",
             f"{a * 1e3:.1f} ms",
             f"{b * 1e3:.1f} ms",
-            b / a and a / b,
+            a / b,
             "<= 1.5x time",
             a / b <= 1.5,
         )
