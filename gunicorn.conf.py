@@ -11,6 +11,10 @@ import tempfile
 
 preload_app = True
 worker_class = "sync"
+# gunicorn 23+'s control socket lives at one path per user (~/.gunicorn); several
+# servers on one machine (hosts of a test, a demo beside `make run`) would take
+# it from each other. The service needs none of its commands.
+control_socket_disable = True
 
 # prometheus-client's multiprocess mode: every worker writes its counts into
 # this folder and /metrics adds them up. It must exist, empty, before the app

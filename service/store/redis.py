@@ -441,9 +441,13 @@ class RedisStore:
         key = self._signins if user_id is None else self._user_signins + user_id
         rows = self._log(key, limit)
         try:
-            return [Signin(_dt(at), u, o, ip, ua) for _, at, (u, o, ip, ua) in rows]
+            signins = [Signin(_dt(at), u, o, ip, ua) for _, at, (u, o, ip, ua) in rows]
         except (TypeError, ValueError, OverflowError) as e:
             raise StoreDataError(f"{key} holds an entry of the wrong shape: {e}") from e
+        # Newest click first: workers write their buffered entries in batches,
+        # so the order written can differ from the order clicked by a few ms.
+        # (A stable sort keeps the order written for entries of the same time.)
+        return sorted(signins, key=lambda s: s.at, reverse=True)
 
     def audit_events(self, *, limit: int) -> list[AuditEvent]:
         """Return up to ``limit`` audit events, newest first."""

@@ -309,13 +309,13 @@ class SqliteStore:
             if user_id is None:
                 rows = self._conn().execute(
                     "SELECT at, user_id, outcome, ip, user_agent FROM signins"
-                    " ORDER BY id DESC LIMIT ?",
+                    " ORDER BY at DESC, id DESC LIMIT ?",
                     (limit,),
                 )
             else:
                 rows = self._conn().execute(
                     "SELECT at, user_id, outcome, ip, user_agent FROM signins"
-                    " WHERE user_id = ? ORDER BY id DESC LIMIT ?",
+                    " WHERE user_id = ? ORDER BY at DESC, id DESC LIMIT ?",
                     (user_id, limit),
                 )
             return [Signin(_dt(at), u, o, ip, ua) for at, u, o, ip, ua in rows.fetchall()]

@@ -143,3 +143,22 @@ def test_each_new_store_gets_its_own_incarnation(store_url, tmp_path, options):
     finally:
         first.close()
         second.close()
+
+
+def test_signins_are_newest_click_first_whatever_order_they_were_written(store):
+    # Workers write their buffered entries in batches: the order written is
+    # not always the order clicked.
+    store.record_signins(
+        [Signin(T0 + timedelta(seconds=2), "a", "ok"), Signin(T0, "a", "token_revoked")]
+    )
+    store.record_signins([Signin(T0 + timedelta(seconds=1), "a", "token_expired")])
+    assert [s.outcome for s in store.signins(user_id="a", limit=10)] == [
+        "ok",
+        "token_expired",
+        "token_revoked",
+    ]
+    assert [s.outcome for s in store.signins(user_id=None, limit=10)] == [
+        "ok",
+        "token_expired",
+        "token_revoked",
+    ]
