@@ -343,27 +343,17 @@ def check_epochs(claims: Claims, state: TokenState) -> None:
     ``!=`` rather than ``<``: an epoch from the "future" (a store restored
     from an old backup) is no more trustworthy than an old one.
     """
-    if claims.incarnation != state.incarnation:
-        raise RevokedTokenError(
-            "token from another store incarnation",
-            user_id=claims.user_id,
-            scope="store",
-            token_epoch=claims.incarnation,
-            current_epoch=state.incarnation,
-        )
-    if claims.epoch != state.epoch:
-        raise RevokedTokenError(
-            "global epoch changed",
-            user_id=claims.user_id,
-            scope="global",
-            token_epoch=claims.epoch,
-            current_epoch=state.epoch,
-        )
-    if claims.user_epoch != state.user_epoch:
-        raise RevokedTokenError(
-            "user epoch changed",
-            user_id=claims.user_id,
-            scope="user",
-            token_epoch=claims.user_epoch,
-            current_epoch=state.user_epoch,
-        )
+    checks = (
+        ("store", claims.incarnation, state.incarnation),
+        ("global", claims.epoch, state.epoch),
+        ("user", claims.user_epoch, state.user_epoch),
+    )
+    for scope, token_epoch, current_epoch in checks:
+        if token_epoch != current_epoch:
+            raise RevokedTokenError(
+                f"{scope} epoch changed",
+                user_id=claims.user_id,
+                scope=scope,
+                token_epoch=token_epoch,
+                current_epoch=current_epoch,
+            )
