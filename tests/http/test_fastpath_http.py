@@ -1,0 +1,87 @@
+"""The click's fast path answers exactly as the Flask view would, and only good clicks."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from tests.conftest import auth
+
+
+def _verify_raw(client, body: str):
+    return client.post(
+        "/v1/tokens/verify",
+        data=body,
+        headers={**auth("portal-key"), "Content-Type": "application/json"},
+    )
+
+
+def test_fast_and_flask_paths_give_the_same_answer_and_headers(client, links, frozen, caplog):
+    caplog.set_level(logging.INFO, logger="service.access")
+    links.enable()
+    token = links.token("42", target="/tickets/7")
+    # A \u escape sends the request through the Flask view (read_json checks escapes).
+    fast = _verify_raw(client, json.dumps({"token": token, "client": {"user_agent": "UA"}}))
+    slow = _verify_raw(client, '{"token": "' + token + '", "client": {"user_agent": "\\u0055A"}}')
+    assert fast.status_code == slow.status_code == 200
+    assert (
+        fast.json
+        == slow.json
+        == {
+            "user_id": "42",
+            "target": "/tickets/7",
+            "issued_at": "2026-11-25T10:00:00Z",
+            "expires_at": "2026-11-28T10:00:00Z",
+        }
+    )
+    for name in ("Content-Type", "Cache-Control", "X-Content-Type-Options"):
+        assert fast.headers[name] == slow.headers[name], name
+    assert fast.headers["X-Request-Id"] and slow.headers["X-Request-Id"]
+    # Both wrote the structured request line and the sign-in entry.
+    routes = [r.fields["route"] for r in caplog.records if r.name == "service.access"]
+    assert routes.count("/v1/tokens/verify") == 2
+    signins = client.get("/v1/admin/signins?user_id=42", headers=auth("admin-key")).json
+    assert [s["user_agent"] for s in signins["signins"]] == ["UA", "UA"]
+
+
+def test_a_good_click_counts_as_ok_in_the_metrics(client, links):
+    links.enable()
+    token = links.token("42")
+    before = client.get("/metrics").text
+    assert links.verify(token).status_code == 200
+    after = client.get("/metrics").text
+
+    def ok(text: str) -> float:
+        for line in text.splitlines():
+            if line.startswith('autologin_verifications_total{outcome="ok"}'):
+                return float(line.split()[-1])
+        return 0.0
+
+    assert ok(after) == ok(before) + 1
+
+
+def test_only_good_clicks_take_the_fast_path(client, links):
+    links.enable()
+    token = links.token("42")
+    # Wrong role, wrong key, no key, a bad token, a bad body: all answered by Flask.
+    assert (
+        links.client.post(
+            "/v1/tokens/verify", json={"token": token}, headers=auth("issuer-key")
+        ).json["code"]
+        == "forbidden"
+    )
+    assert client.post("/v1/tokens/verify", json={"token": token}).status_code == 401
+    assert links.verify(token + "x").json["code"] == "token_invalid"
+    assert links.verify(token, client={"ip": 7}).json["code"] == "invalid_request"
+    assert (
+        _verify_raw(client, '{"token": "' + token + '", "x": NaN}').json["code"] == "invalid_json"
+    )
+    links.bump()
+    assert links.verify(token).json["code"] == "token_revoked"
+
+
+def test_a_large_body_goes_through_flask_and_still_verifies(client, links):
+    links.enable()
+    token = links.token("42")
+    body = json.dumps({"token": token, "client": {"user_agent": "U" * 500}, "pad": "x" * 20000})
+    assert _verify_raw(client, body).status_code == 200
