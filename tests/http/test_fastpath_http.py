@@ -85,3 +85,20 @@ def test_a_large_body_goes_through_flask_and_still_verifies(client, links):
     token = links.token("42")
     body = json.dumps({"token": token, "client": {"user_agent": "U" * 500}, "pad": "x" * 20000})
     assert _verify_raw(client, body).status_code == 200
+
+
+def test_a_failed_token_reads_the_store_once(app, client, links, monkeypatch):
+    # A token the fast path refused is answered by the view without a second
+    # verification and a second store read (a store timing out would wait twice).
+    links.enable()
+    token = links.token("42")
+    links.bump()
+    store = app.extensions["store"]
+    reads = []
+    real = store.token_state
+    monkeypatch.setattr(
+        store, "token_state", lambda user_id: reads.append(user_id) or real(user_id)
+    )
+    response = links.verify(token)
+    assert response.json["code"] == "token_revoked"
+    assert reads == ["42"]
