@@ -101,6 +101,31 @@ def _dt(value: float) -> datetime:
     return datetime.fromtimestamp(value, UTC)
 
 
+class _Guard:
+    """Turn sqlite3's errors into the store's, around any call.
+
+    A class rather than a generator-based context manager: it wraps the
+    epoch read of every click, where a generator's setup costs more than the
+    query's own overhead.
+    """
+
+    __slots__ = ("path",)
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, error: Any, _tb: Any) -> bool:
+        if kind is not None and issubclass(kind, sqlite3.OperationalError):
+            # Locked past the timeout, disk I/O error, file gone: not our data's fault.
+            raise StoreUnavailableError(f"SQLite store {self.path}: {error}") from error
+        if kind is not None and issubclass(kind, sqlite3.DatabaseError):
+            raise StoreDataError(f"SQLite store {self.path}: {error}") from error
+        return False
+
+
 class SqliteStore:
     """The :class:`~service.store.Store` on one SQLite file."""
 
@@ -108,6 +133,7 @@ class SqliteStore:
         self.path = path
         self.timeout = timeout
         self._local = threading.local()
+        self._guard = _Guard(path)
         self._create(defaults)
 
     @classmethod
@@ -187,19 +213,10 @@ class SqliteStore:
         return self._local.log_conn
 
     @contextmanager
-    def _guard(self) -> Iterator[None]:
-        try:
-            yield
-        except sqlite3.OperationalError as e:
-            # Locked past the timeout, disk I/O error, file gone: not our data's fault.
-            raise StoreUnavailableError(f"SQLite store {self.path}: {e}") from e
-        except sqlite3.DatabaseError as e:
-            raise StoreDataError(f"SQLite store {self.path}: {e}") from e
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._guard():
-            conn = self._conn()
+    def _write(self, *, log: bool = False) -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE`` transaction; ``log`` for the NORMAL-sync connection."""
+        with self._guard:
+            conn = self._log_conn() if log else self._conn()
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
@@ -210,7 +227,7 @@ class SqliteStore:
             conn.execute("COMMIT")
 
     def _create(self, defaults: Settings) -> None:
-        with self._guard():
+        with self._guard:
             conn = self._conn()
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
@@ -237,7 +254,7 @@ class SqliteStore:
     # -- reads -----------------------------------------------------------
 
     def _meta(self) -> tuple[Any, ...]:
-        with self._guard():
+        with self._guard:
             row = self._conn().execute(_META).fetchone()
         if row is None:
             raise StoreDataError(f"SQLite store {self.path} has no meta row")
@@ -253,14 +270,8 @@ class SqliteStore:
         return row
 
     def token_state(self, user_id: str) -> TokenState:
-        # The hot path of every click: the guard is written out inline, since a
-        # generator-based context manager costs more than the query's own overhead.
-        try:
+        with self._guard:
             row = self._conn().execute(_TOKEN_STATE, (user_id,)).fetchone()
-        except sqlite3.OperationalError as e:
-            raise StoreUnavailableError(f"SQLite store {self.path}: {e}") from e
-        except sqlite3.DatabaseError as e:
-            raise StoreDataError(f"SQLite store {self.path}: {e}") from e
         if row is None:
             raise StoreDataError(f"SQLite store {self.path} has no meta row")
         incarnation, epoch, user_epoch = row
@@ -270,7 +281,7 @@ class SqliteStore:
 
     def issue_state(self, user_ids: Sequence[str]) -> IssueState:
         unique = list(dict.fromkeys(user_ids))
-        with self._guard():
+        with self._guard:
             conn = self._conn()
             # One read transaction so settings and epochs are one snapshot.
             conn.execute("BEGIN")
@@ -305,7 +316,7 @@ class SqliteStore:
         return EpochInfo(epoch, _dt(changed_at), changed_by, reason)
 
     def signins(self, *, user_id: str | None, limit: int) -> list[Signin]:
-        with self._guard():
+        with self._guard:
             if user_id is None:
                 rows = self._conn().execute(
                     "SELECT at, user_id, outcome, ip, user_agent FROM signins"
@@ -321,7 +332,7 @@ class SqliteStore:
             return [Signin(_dt(at), u, o, ip, ua) for at, u, o, ip, ua in rows.fetchall()]
 
     def audit_events(self, *, limit: int) -> list[AuditEvent]:
-        with self._guard():
+        with self._guard:
             rows = (
                 self._conn()
                 .execute(
@@ -395,19 +406,11 @@ class SqliteStore:
 
     def record_signins(self, signins: Sequence[Signin]) -> None:
         rows = [(_ts(s.at), s.user_id, s.outcome, s.ip, s.user_agent) for s in signins]
-        with self._guard():
-            conn = self._log_conn()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.executemany(
-                    "INSERT INTO signins (at, user_id, outcome, ip, user_agent)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    rows,
-                )
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+        with self._write(log=True) as conn:
+            conn.executemany(
+                "INSERT INTO signins (at, user_id, outcome, ip, user_agent) VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
 
     def prune(self, *, before: datetime) -> None:
         with self._write() as conn:
@@ -417,7 +420,7 @@ class SqliteStore:
 
     def counter_incr(self, key: str, *, expiry_seconds: int, amount: int = 1) -> int:
         now = utcnow().timestamp()
-        with self._guard():
+        with self._guard:
             row = (
                 self._log_conn()
                 .execute(_COUNTER_INCR, (key, amount, now, expiry_seconds))
@@ -427,7 +430,7 @@ class SqliteStore:
 
     def _counter(self, key: str) -> tuple[int, float]:
         now = utcnow().timestamp()
-        with self._guard():
+        with self._guard:
             row = (
                 self._conn()
                 .execute(
@@ -445,7 +448,7 @@ class SqliteStore:
         return self._counter(key)[1]
 
     def counter_clear(self, key: str) -> None:
-        with self._guard():
+        with self._guard:
             self._conn().execute("DELETE FROM counters WHERE key = ?", (key,))
 
     def close(self) -> None:
