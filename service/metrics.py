@@ -76,13 +76,10 @@ def init_app(app: Flask) -> None:
     metrics = Metrics()
     app.extensions["metrics"] = metrics
 
-    @app.before_request
-    def start_timer() -> None:
-        g.started = time.perf_counter()
-
     @app.after_request
     def observe(response: Any) -> Any:
-        started = g.get("started")
+        # The request's start, taken once by service.logs for its log line.
+        started = g.get("request_started")
         if started is not None:
             endpoint = request.endpoint or "unmatched"
             metrics.latency.labels(endpoint, request.method).observe(time.perf_counter() - started)
