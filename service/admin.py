@@ -13,14 +13,14 @@ from datetime import datetime
 from typing import Any
 
 from service.clock import isoformat
+from service.config import MIN_TTL_SECONDS
 from service.errors import ApiError
+from service.links import validate_user_id
 from service.store import EpochInfo, Settings, Store
-from service.tokens import USER_ID
 
 __all__ = [
     "MAX_LIMIT",
     "MAX_REASON",
-    "MIN_TTL_SECONDS",
     "bump_epoch",
     "epoch_json",
     "revoke_user",
@@ -32,7 +32,6 @@ __all__ = [
     "validate_user_id",
 ]
 
-MIN_TTL_SECONDS = 60
 MAX_REASON = 500
 #: The most log entries one read returns.
 MAX_LIMIT = 500
@@ -92,15 +91,6 @@ def validate_reason(value: Any) -> str:
     if not isinstance(value, str) or not value.strip() or len(value) > MAX_REASON:
         raise ApiError(400, "invalid_request", f"reason: must be 1 to {MAX_REASON} characters")
     return value.strip()
-
-
-def validate_user_id(value: Any) -> str:
-    """Return ``value`` if it is a portal user id, or raise ``invalid_request``."""
-    if not isinstance(value, str) or not USER_ID.fullmatch(value):
-        raise ApiError(
-            400, "invalid_request", "user_id: must be 1 to 128 of A-Z a-z 0-9 . _ : @ + -"
-        )
-    return value
 
 
 def validate_limit(raw: str) -> int:

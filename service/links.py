@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from service.clock import isoformat
+from service.config import MIN_TTL_SECONDS
 from service.errors import ApiError
 from service.store import IssueState, TokenState
 from service.tokens import USER_ID, KeyRing, issue_token
@@ -28,9 +29,9 @@ __all__ = [
     "decide",
     "parse_link_request",
     "validate_target",
+    "validate_user_id",
 ]
 
-MIN_TTL_SECONDS = 60
 MAX_TARGET_LENGTH = 2048
 MAX_RECIPIENTS = 100
 # A pragmatic address check: one @, an ASCII local part, a dotted host name.
@@ -130,13 +131,18 @@ def validate_target(value: Any, token_param: str) -> str:
     return value
 
 
+def validate_user_id(value: Any) -> str:
+    """Return ``value`` if it is a portal user id, or raise ``invalid_request``."""
+    if not isinstance(value, str) or not USER_ID.fullmatch(value):
+        raise _invalid("user_id", "must be 1 to 128 of A-Z a-z 0-9 . _ : @ + -")
+    return value
+
+
 def parse_link_request(body: Any, *, token_param: str, max_ttl_seconds: int) -> LinkRequest:
     """Validate one link request body; raise ``ApiError`` naming the field."""
     if not isinstance(body, Mapping):
         raise ApiError(400, "invalid_request", "a link request must be a JSON object")
-    user_id = body.get("user_id")
-    if not isinstance(user_id, str) or not USER_ID.fullmatch(user_id):
-        raise _invalid("user_id", "must be 1 to 128 of A-Z a-z 0-9 . _ : @ + -")
+    user_id = validate_user_id(body.get("user_id"))
     email = _address(body.get("email"), "email")
 
     recipients_value = body.get("recipients")
