@@ -52,7 +52,9 @@ class PortalLinks:
     """``portal_link(target)`` for one email: one service call per distinct target.
 
     The same target asked twice (the HTML and the text part) gives the same
-    link, so an email carries one token, not two.
+    link, so an email carries one token, not two. ``to``, ``cc`` and ``bcc``
+    are every address the email goes to, exactly as it is sent (Bcc
+    included): a token goes only into an email with one reader.
     """
 
     def __init__(
@@ -87,24 +89,8 @@ class PortalLinks:
         return self.get(target).url
 
 
-def make_portal_link(
-    client: LinkClient,
-    *,
-    user_id: str,
-    email: str,
-    to: Sequence[str],
-    cc: Sequence[str] = (),
-    bcc: Sequence[str] = (),
-    ttl_seconds: int | None = None,
-) -> PortalLinks:
-    """Return the ``portal_link`` callable for one email's template context.
-
-    ``to``, ``cc`` and ``bcc`` are every address the email goes to, exactly as
-    it is sent (Bcc included): a token goes only into an email with one reader.
-    """
-    return PortalLinks(
-        client, user_id=user_id, email=email, to=to, cc=cc, bcc=bcc, ttl_seconds=ttl_seconds
-    )
+#: The ``portal_link`` callable for one email's template context.
+make_portal_link = PortalLinks
 
 
 def email_environment() -> jinja2.Environment:
