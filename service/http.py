@@ -26,7 +26,7 @@ from service.errors import (
     problem,
 )
 
-__all__ = ["find_api_key", "init_app", "read_json", "require_role"]
+__all__ = ["find_api_key", "init_app", "match_api_key", "read_json", "require_role"]
 
 log = logging.getLogger("service")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -87,7 +87,12 @@ def find_api_key(header: str, api_keys: Iterable[ApiKey]) -> ApiKey | None:
     scheme, _, presented = header.partition(" ")
     if scheme.lower() != "bearer" or not presented.strip():
         return None
-    digest = hashlib.sha256(presented.strip().encode("utf-8", "surrogateescape")).digest()
+    return match_api_key(presented.strip(), api_keys)
+
+
+def match_api_key(presented: str, api_keys: Iterable[ApiKey]) -> ApiKey | None:
+    """Return the configured key whose SHA-256 digest matches ``presented``, if any."""
+    digest = hashlib.sha256(presented.encode("utf-8", "surrogateescape")).digest()
     found = None
     # Compare against every key, in constant time each, without stopping early.
     for key in api_keys:

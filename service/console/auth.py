@@ -10,11 +10,9 @@ over https (``request.is_secure``; behind a TLS-terminating proxy set
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
 import secrets
-from collections.abc import Iterable
 from typing import Any
 
 from flask import (
@@ -33,12 +31,12 @@ from werkzeug.exceptions import Forbidden
 
 from service import ratelimit
 from service.clock import utcnow
-from service.config import ApiKey
 from service.console import bp
 from service.console.display import duration
 from service.errors import ApiError
+from service.http import match_api_key
 
-__all__ = ["ConsoleSessionInterface", "CsrfError", "csrf_token", "find_api_key"]
+__all__ = ["ConsoleSessionInterface", "CsrfError", "csrf_token"]
 
 log = logging.getLogger("service.console")
 
@@ -87,17 +85,6 @@ def _check_csrf() -> None:
             "console: %s %s refused: missing or wrong CSRF token", request.method, request.path
         )
         raise CsrfError()
-
-
-def find_api_key(keys: Iterable[ApiKey], presented: str) -> ApiKey | None:
-    """Return the configured key whose digest matches ``presented``, or ``None``."""
-    digest = hashlib.sha256(presented.encode("utf-8", "surrogateescape")).digest()
-    found = None
-    # Compare against every key, in constant time each, without stopping early.
-    for key in keys:
-        if hmac.compare_digest(digest, key.digest):
-            found = key
-    return found
 
 
 def _is_admin_key(name: str) -> bool:
@@ -167,7 +154,7 @@ def signin() -> Any:
         )
         return page, status, {"Retry-After": retry_after}
 
-    key = find_api_key(current_app.extensions["deployment"].api_keys, presented)
+    key = match_api_key(presented, current_app.extensions["deployment"].api_keys)
     if key is None:
         log.info("console sign-in refused: unknown key, from %s", address)
         return _refuse("That is not an API key of this service. Check it and try again.", 403)
