@@ -25,7 +25,6 @@ __all__ = [
     "epoch_json",
     "revoke_user",
     "settings_json",
-    "update_settings",
     "validate_limit",
     "validate_reason",
     "validate_settings",
@@ -101,13 +100,6 @@ def validate_limit(raw: str) -> int:
             400, "invalid_request", f"limit: must be a whole number from 1 to {MAX_LIMIT}"
         )
     return int(raw)
-
-
-def update_settings(
-    store: Store, changes: Mapping[str, Any], *, actor: str, now: datetime
-) -> Settings:
-    """Apply validated ``changes`` for every worker at once; the store audits them."""
-    return store.update_settings(changes, actor=actor, now=now)
 
 
 def bump_epoch(store: Store, metrics: Any, *, actor: str, reason: str, now: datetime) -> EpochInfo:

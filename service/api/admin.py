@@ -38,9 +38,8 @@ def get_settings() -> Any:
 def update_settings() -> Any:
     """Change the switch or the default lifetime, for every worker at once."""
     changes = admin.validate_settings(read_json(), _max_ttl())
-    settings = admin.update_settings(
-        current_app.extensions["store"], changes, actor=g.actor, now=utcnow()
-    )
+    # The store applies the change and its audit event atomically.
+    settings = current_app.extensions["store"].update_settings(changes, actor=g.actor, now=utcnow())
     return jsonify(admin.settings_json(settings, _max_ttl()))
 
 

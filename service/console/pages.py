@@ -96,8 +96,10 @@ def save_settings() -> Any:
         changes = admin.validate_settings(body, max_ttl)
     except ApiError as e:
         return _settings_page(form, field_message(e.detail))
-    admin.update_settings(_store(), changes, actor=g.actor, now=utcnow())
-    saved = admin.settings_json(_store().settings(), max_ttl)
+    # The same call as PATCH /v1/admin/settings; it answers the new settings.
+    saved = admin.settings_json(
+        _store().update_settings(changes, actor=g.actor, now=utcnow()), max_ttl
+    )
     state = "on" if saved["auto_login_enabled"] else "off"
     flash(
         f"Saved. Auto-login links are {state}; new links live "
