@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,8 @@ import freezegun
 import pytest
 
 from service import create_app
+from service.clock import utcnow
+from tests.support.service_thread import Canned, serving, serving_canned
 
 # The Redis client measures its own timeouts; freezegun must not stop its clock.
 freezegun.configure(extend_ignore_list=["redis"])
@@ -27,6 +30,8 @@ SIGNING_KEYS = {
     "k2": "test-signing-secret-k2-0123456789abcdefghijklmnop",
 }
 PORTAL = "https://portal.example.com"
+#: Signs the console's sessions; set, so that nothing is generated.
+CONSOLE_SECRET_KEY = "test-console-secret-0123456789abcdefghijklmnop"
 #: Every secret of the test deployment: nothing the service logs may hold one.
 SECRETS = [key for key, _ in API_KEYS.values()] + list(SIGNING_KEYS.values())
 
@@ -41,6 +46,28 @@ def api_keys_config() -> dict[str, Any]:
 def auth(name: str) -> dict[str, str]:
     """Return the Authorization header of the test key ``name``."""
     return {"Authorization": f"Bearer {API_KEYS[name][0]}"}
+
+
+def production_config(store_url: str, **overrides: Any) -> dict[str, Any]:
+    """The settings of the test deployment on ``store_url``: production rules, known keys.
+
+    ``overrides`` change or add settings.
+    """
+    return {
+        "ENV": "production",
+        "PORTAL_BASE_URL": PORTAL,
+        "STORE_URL": store_url,
+        "SIGNING_KEYS": dict(SIGNING_KEYS),
+        "ACTIVE_KEY_ID": "k1",
+        "API_KEYS": api_keys_config(),
+        "SECRET_KEY": CONSOLE_SECRET_KEY,
+        **overrides,
+    }
+
+
+def sqlite_url(directory: Path) -> str:
+    """The URL of a fresh SQLite store in ``directory``."""
+    return f"sqlite:///{directory / 'store.db'}"
 
 
 @pytest.fixture(autouse=True)
@@ -65,6 +92,18 @@ def redis_server():
         yield server
 
 
+@pytest.fixture
+def own_redis():
+    """A redis-server of this test alone, append-only, to stop, restart, freeze or kill.
+
+    A clean stop keeps its data; the session's ``redis_server`` is never disturbed.
+    """
+    from tests.support.redis_server import RedisServer
+
+    with RedisServer(appendonly=True) as server:
+        yield server
+
+
 @pytest.fixture(params=["sqlite", "redis"])
 def store_url(request, tmp_path) -> str:
     """A fresh, empty store URL of each kind."""
@@ -77,17 +116,8 @@ def store_url(request, tmp_path) -> str:
 @pytest.fixture
 def config(store_url) -> dict[str, Any]:
     """The test deployment: production rules, a fresh store, known keys."""
-    return {
-        "ENV": "production",
-        "PORTAL_BASE_URL": PORTAL,
-        "STORE_URL": store_url,
-        # A unique prefix gives every test an empty Redis namespace.
-        "STORE_KEY_PREFIX": f"test-{uuid.uuid4().hex[:12]}:",
-        "SIGNING_KEYS": dict(SIGNING_KEYS),
-        "ACTIVE_KEY_ID": "k1",
-        "API_KEYS": api_keys_config(),
-        "SECRET_KEY": "test-console-secret-0123456789abcdefghijklmnop",
-    }
+    # A unique prefix gives every test an empty Redis namespace.
+    return production_config(store_url, STORE_KEY_PREFIX=f"test-{uuid.uuid4().hex[:12]}:")
 
 
 @pytest.fixture
@@ -96,6 +126,55 @@ def app(config):
     app.config["TESTING"] = True
     yield app
     app.extensions["store"].close()
+
+
+@pytest.fixture
+def make_app(config):
+    """Build further apps on the same store with some settings changed."""
+    apps = []
+
+    def make(**overrides):
+        app = create_app({**config, **overrides})
+        app.config["TESTING"] = True
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.extensions["store"].close()
+
+
+@pytest.fixture
+def service_app(tmp_path):
+    """The test deployment on a fresh SQLite store (no Redis), auto-login off as it starts."""
+    app = create_app(production_config(sqlite_url(tmp_path)))
+    yield app
+    app.extensions["store"].close()
+
+
+@pytest.fixture
+def sqlite_app(service_app):
+    """``service_app`` under test (TESTING), with auto-login switched on."""
+    service_app.config["TESTING"] = True
+    # Switched on, so that link requests go as far as issuing a token.
+    service_app.extensions["store"].update_settings(
+        {"auto_login_enabled": True}, actor="tests", now=utcnow()
+    )
+    return service_app
+
+
+@pytest.fixture
+def service_url(service_app) -> Iterator[str]:
+    """``service_app`` served over real HTTP on a free loopback port."""
+    with serving(service_app) as url:
+        yield url
+
+
+@pytest.fixture
+def canned() -> Iterator[Canned]:
+    """A fake service served over real HTTP: ``canned.url``, ``canned.answer(...)``."""
+    with serving_canned(Canned()) as canned:
+        yield canned
 
 
 @pytest.fixture
@@ -161,6 +240,13 @@ class LinkActions:
 @pytest.fixture
 def links(client) -> LinkActions:
     return LinkActions(client)
+
+
+@pytest.fixture
+def enabled(links) -> LinkActions:
+    """``links`` with auto-login switched on."""
+    links.enable()
+    return links
 
 
 @pytest.fixture

@@ -11,13 +11,12 @@ from datetime import UTC, datetime
 import pytest
 import requests
 
-from tests.conftest import API_KEYS, SECRETS
+from tests.conftest import API_KEYS, CONSOLE_SECRET_KEY, SECRETS, production_config, sqlite_url
 from tests.e2e.test_gunicorn_e2e import (
-    ISSUER,
     PORTAL_KEY,
     assert_no_secret_in,
     issue,
-    production_config,
+    link_answer,
     verify,
 )
 from tests.support.browser import chromium
@@ -25,7 +24,6 @@ from tests.support.gunicorn_server import ROOT, GunicornServer
 
 SCREENSHOTS = ROOT / "docs" / "screenshots"
 ADMIN_KEY = API_KEYS["admin-key"][0]
-SECRET_KEY = production_config("sqlite:///unused.db")["SECRET_KEY"]
 WIDE = {"width": 1280, "height": 900}
 NARROW = {"width": 390, "height": 844}
 
@@ -38,12 +36,12 @@ def browser():
 
 @pytest.fixture
 def server(tmp_path):
-    config = production_config(f"sqlite:///{tmp_path / 'store.db'}")
+    config = production_config(sqlite_url(tmp_path))
     with GunicornServer(config, tmp_path) as server:
         yield server
     log = server.log()
     assert_no_secret_in(log, tokens=getattr(server, "tokens", []))
-    assert SECRET_KEY not in log
+    assert CONSOLE_SECRET_KEY not in log
 
 
 @pytest.fixture
@@ -80,24 +78,6 @@ def sign_in(page, key: str = ADMIN_KEY) -> None:
 
 def message(page) -> str:
     return page.locator(".message").first.inner_text()
-
-
-def link_answer(server, user_id: str = "42") -> dict:
-    response = requests.post(
-        server.url + "/v1/links",
-        json={
-            "user_id": user_id,
-            "email": f"{user_id}@example.com",
-            "recipients": {"to": [f"{user_id}@example.com"]},
-        },
-        headers=ISSUER,
-        timeout=5,
-    )
-    assert response.status_code == 200, response.text
-    answer = response.json()
-    if answer["auto_login"]:
-        server.tokens = [*getattr(server, "tokens", []), answer["url"].split("auto_login=")[1]]
-    return answer
 
 
 def test_sign_in_switch_on_and_set_the_lifetime(page, server):
@@ -270,8 +250,8 @@ def test_no_secret_reaches_the_browser(page, server):
     for path in ("/admin/settings", "/admin/security", "/admin/audit", "/admin/signins"):
         page.goto(path)
         html = page.content()
-        for secret in [*SECRETS, SECRET_KEY]:
+        for secret in [*SECRETS, CONSOLE_SECRET_KEY]:
             assert secret not in html
     for cookie in page.context.cookies():
-        for secret in [*SECRETS, SECRET_KEY]:
+        for secret in [*SECRETS, CONSOLE_SECRET_KEY]:
             assert secret not in cookie["value"]

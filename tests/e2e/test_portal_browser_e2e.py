@@ -11,19 +11,18 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-import threading
 
 import pytest
 import requests
-from werkzeug.serving import make_server
 
 from service.client import LinkClient
 from service.emails import render_ticket_update
-from tests.conftest import API_KEYS, SECRETS, SIGNING_KEYS, api_keys_config
+from tests.conftest import API_KEYS, SECRETS, production_config, sqlite_url
+from tests.e2e.test_gunicorn_e2e import bump, enable
 from tests.support.browser import chromium
 from tests.support.gunicorn_server import ROOT, GunicornServer, free_port
+from tests.support.service_thread import serving
 
-ADMIN = {"Authorization": f"Bearer {API_KEYS['admin-key'][0]}"}
 SCREENSHOTS = ROOT / "docs" / "screenshots"
 
 
@@ -42,15 +41,8 @@ def stack(tmp_path, request):
     confirm = getattr(request, "param", False)
     portal_port = free_port()
     portal_url = f"http://127.0.0.1:{portal_port}"
-    config = {
-        # development: the portal is plain http on loopback.
-        "ENV": "development",
-        "PORTAL_BASE_URL": portal_url,
-        "STORE_URL": f"sqlite:///{tmp_path / 'store.db'}",
-        "SIGNING_KEYS": dict(SIGNING_KEYS),
-        "API_KEYS": api_keys_config(),
-        "SECRET_KEY": "test-console-secret-0123456789abcdefghijklmnop",
-    }
+    # development: the portal is plain http on loopback.
+    config = production_config(sqlite_url(tmp_path), ENV="development", PORTAL_BASE_URL=portal_url)
     with GunicornServer(config, tmp_path) as service:
         portal_module = _portal_module()
         app = portal_module.create_portal(
@@ -61,32 +53,11 @@ def stack(tmp_path, request):
                 "AUTOLOGIN_CONFIRM": confirm,
             }
         )
-        server = make_server(
-            "127.0.0.1",
-            portal_port,
-            app,
-            threaded=True,
-            request_handler=portal_module.QuietRequestHandler,
-        )
-        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02})
-        thread.start()
         try:
-            yield service, portal_url
+            with serving(app, portal_port, request_handler=portal_module.QuietRequestHandler):
+                yield service, portal_url
         finally:
-            server.shutdown()
-            thread.join()
-            server.server_close()
             app.extensions["autologin"].middleware.verifier.close()
-
-
-def enable(service) -> None:
-    enabled = requests.patch(
-        service.url + "/v1/admin/settings",
-        json={"auto_login_enabled": True},
-        headers=ADMIN,
-        timeout=5,
-    )
-    assert enabled.status_code == 200
 
 
 def render_for_alice(service, portal_url):
@@ -127,13 +98,7 @@ def test_a_link_from_an_email_signs_in_and_a_voided_one_asks_to_sign_in(stack, c
             page.screenshot(path=str(SCREENSHOTS / "portal-signed-in.png"))
         context.close()
 
-        bumped = requests.post(
-            service.url + "/v1/admin/epoch/bump",
-            json={"reason": "e2e: void every link"},
-            headers=ADMIN,
-            timeout=5,
-        )
-        assert bumped.status_code == 200
+        bump(service, "e2e: void every link")
 
         fresh = browser.new_context(viewport={"width": 1000, "height": 640})
         page = fresh.new_page()

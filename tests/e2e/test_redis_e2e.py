@@ -19,6 +19,7 @@ import pytest
 import redis
 import requests
 
+from tests.conftest import production_config
 from tests.e2e.test_gunicorn_e2e import (
     ADMIN,
     ISSUER,
@@ -26,7 +27,6 @@ from tests.e2e.test_gunicorn_e2e import (
     bump,
     enable,
     issue,
-    production_config,
     verify,
 )
 from tests.support.gunicorn_server import ROOT, GunicornServer
@@ -47,13 +47,6 @@ FAULTY_CALLS = (
     ("GET", "/v1/admin/audit", ADMIN, None),
     ("GET", "/v1/admin/signins", ADMIN, None),
 )
-
-
-@pytest.fixture
-def aof_redis():
-    """A Redis of this test alone, append-only, to stop, freeze and kill."""
-    with RedisServer(appendonly=True) as server:
-        yield server
 
 
 @pytest.fixture
@@ -129,17 +122,17 @@ def claims(token: str) -> dict:
 
 @pytest.mark.parametrize("how", ["stopped", "paused"])
 def test_every_worker_fails_closed_while_redis_is_down_and_recovers_without_a_restart(
-    aof_redis, launch, how
+    own_redis, launch, how
 ):
-    server = launch(aof_redis.url)
+    server = launch(own_redis.url)
     enable(server)
     tokens = [issue(server, f"user-{i}") for i in range(4)]
     assert verify_all(server, tokens) == {(200, None)}
 
     if how == "stopped":
-        aof_redis.stop()
+        own_redis.stop()
     else:
-        aof_redis.pause()  # SIGSTOP: connections open, nothing answers
+        own_redis.pause()  # SIGSTOP: connections open, nothing answers
     try:
         with ThreadPoolExecutor(4) as pool:
             refused = list(pool.map(lambda t: verify(server, t), tokens * 2))
@@ -151,9 +144,9 @@ def test_every_worker_fails_closed_while_redis_is_down_and_recovers_without_a_re
         assert call(server, "GET", "/healthz").status_code == 200
     finally:
         if how == "stopped":
-            aof_redis.start()
+            own_redis.start()
         else:
-            aof_redis.resume()
+            own_redis.resume()
 
     # The same workers serve again at once: no restart, no retry.
     assert call(server, "GET", "/readyz").status_code == 200
@@ -263,8 +256,8 @@ def test_concurrent_bumps_from_two_hosts_raise_the_epoch_by_exactly_their_number
 # -- durability -----------------------------------------------------------------------------
 
 
-def test_bumps_revocations_and_settings_survive_kill_9_of_an_append_only_redis(aof_redis, launch):
-    server = launch(aof_redis.url)
+def test_bumps_revocations_and_settings_survive_kill_9_of_an_append_only_redis(own_redis, launch):
+    server = launch(own_redis.url)
     enable(server)
     before_bump = issue(server, "alice")
     epoch = bump(server, "before the crash")
@@ -274,8 +267,8 @@ def test_bumps_revocations_and_settings_survive_kill_9_of_an_append_only_redis(a
     ttl = {"token_ttl_seconds": 7200}
     assert call(server, "PATCH", "/v1/admin/settings", ADMIN, ttl).status_code == 200
 
-    aof_redis.kill()
-    aof_redis.start()
+    own_redis.kill()
+    own_redis.start()
 
     # The same gunicorn, never restarted, reads everything back on its first requests.
     assert get_json(server, "/v1/admin/epoch")["epoch"] == epoch

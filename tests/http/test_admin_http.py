@@ -6,7 +6,6 @@ from datetime import timedelta
 
 import pytest
 
-from service import create_app
 from tests.conftest import auth
 
 ADMIN = auth("admin-key")
@@ -16,22 +15,6 @@ DEFAULTS = {
     "max_token_ttl_seconds": 604800,
 }
 T0_ISO = "2026-11-25T10:00:00Z"
-
-
-@pytest.fixture
-def make_app(config):
-    """Build further apps on the same store with some settings changed."""
-    apps = []
-
-    def make(**overrides):
-        app = create_app({**config, **overrides})
-        app.config["TESTING"] = True
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        app.extensions["store"].close()
 
 
 def get(client, path, **query):

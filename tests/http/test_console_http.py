@@ -16,12 +16,11 @@ import pytest
 
 from service import create_app
 from service.errors import ConfigError, StoreUnavailableError
-from tests.conftest import API_KEYS, SECRETS, auth
+from tests.conftest import API_KEYS, CONSOLE_SECRET_KEY, SECRETS, auth
 
 ADMIN_KEY = API_KEYS["admin-key"][0]
 ISSUER_KEY = API_KEYS["issuer-key"][0]
 COOKIE = "autologin_console"
-SECRET_KEY = "test-console-secret-0123456789abcdefghijklmnop"
 PAGES = (
     "/admin/settings",
     "/admin/security",
@@ -108,20 +107,6 @@ def signed_in(console) -> Console:
     return console
 
 
-@pytest.fixture
-def make_app(config):
-    apps = []
-
-    def make(**overrides):
-        app = create_app({**config, **overrides})
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        app.extensions["store"].close()
-
-
 # -- sign-in ------------------------------------------------------------------------
 
 
@@ -196,7 +181,7 @@ def test_session_holds_the_key_name_and_times_never_the_key(app, signed_in, froz
     assert set(session) == {"key_name", "signed_in_at", "last_seen", "csrf_token"}
     assert session["key_name"] == "admin-key"
     raw = signed_in.cookie()
-    for secret in [*SECRETS, SECRET_KEY]:
+    for secret in [*SECRETS, CONSOLE_SECRET_KEY]:
         assert secret not in raw
         assert secret not in cookie_payload(raw)
 
@@ -207,7 +192,7 @@ def test_no_key_or_secret_ever_appears_in_a_page_or_cookie(app, signed_in, links
     signed_in.post("/admin/preview", {"user_id": "42", "email": "a@example.com", "to": "a@x.io"})
     for path in (*PAGES, "/admin/", "/admin/audit?page=2", "/admin/nope"):
         response = signed_in.client.get(path)
-        for secret in [*SECRETS, SECRET_KEY]:
+        for secret in [*SECRETS, CONSOLE_SECRET_KEY]:
             assert secret not in text(response), path
             assert secret not in cookie_payload(signed_in.cookie())
 

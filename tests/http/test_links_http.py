@@ -8,7 +8,6 @@ import re
 import jwt
 import pytest
 
-from service import create_app
 from tests.conftest import PORTAL, auth
 
 T0_ISO = "2026-11-25T10:00:00Z"
@@ -32,28 +31,6 @@ def link_request(user_id: str = "42", email: str = ALICE, **extra) -> dict:
 
 def post_batch(client, items):
     return client.post("/v1/links/batch", json={"items": items}, headers=auth("issuer-key"))
-
-
-@pytest.fixture
-def enabled(links):
-    links.enable()
-    return links
-
-
-@pytest.fixture
-def make_app(config):
-    """Build further apps on the same store with some settings changed."""
-    apps = []
-
-    def make(**overrides):
-        app = create_app({**config, **overrides})
-        app.config["TESTING"] = True
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        app.extensions["store"].close()
 
 
 # -- the switch -----------------------------------------------------------

@@ -19,7 +19,6 @@ case is sent to the fixture's app with ``call_and_validate(app=...)``.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -32,9 +31,8 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from service import create_app
 from service.api.ops import openapi_document
-from tests.conftest import PORTAL, SIGNING_KEYS, api_keys_config, auth
+from tests.conftest import auth
 
 #: Generated requests per operation: enough to find a contradiction, few enough for CI.
 MAX_EXAMPLES = 25
@@ -50,28 +48,6 @@ CHECKS = [
 NON_URI_TARGET = re.compile(r'["<>\[\]^`{|}]|%(?![0-9A-Fa-f]{2})|#.*#')
 
 schema = schemathesis.openapi.from_dict(openapi_document())
-
-
-@pytest.fixture
-def sqlite_app(tmp_path):
-    """The test deployment on a fresh SQLite store, auto-login switched on."""
-    app = create_app(
-        {
-            "ENV": "production",
-            "PORTAL_BASE_URL": PORTAL,
-            "STORE_URL": f"sqlite:///{tmp_path / 'store.db'}",
-            "SIGNING_KEYS": dict(SIGNING_KEYS),
-            "ACTIVE_KEY_ID": "k1",
-            "API_KEYS": api_keys_config(),
-            "SECRET_KEY": "test-console-secret-0123456789abcdefghijklmnop",
-        }
-    )
-    app.config["TESTING"] = True
-    app.extensions["store"].update_settings(
-        {"auto_login_enabled": True}, actor="schemathesis", now=datetime.now(UTC)
-    )
-    yield app
-    app.extensions["store"].close()
 
 
 def _targets(body: Any):

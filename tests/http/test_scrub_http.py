@@ -34,12 +34,6 @@ def doc():
     return openapi_document()
 
 
-@pytest.fixture
-def enabled(links):
-    links.enable()
-    return links
-
-
 # -- who may call ---------------------------------------------------------------
 
 

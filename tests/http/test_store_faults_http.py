@@ -50,12 +50,6 @@ def assert_store_unavailable(response) -> None:
 
 
 @pytest.fixture
-def own_redis():
-    with RedisServer(appendonly=True) as server:
-        yield server
-
-
-@pytest.fixture
 def store_url(own_redis):
     return own_redis.url
 

@@ -15,7 +15,6 @@ import jwt
 import pytest
 from jwt.warnings import InsecureKeyLengthWarning
 
-from service import create_app
 from service.tokens import REQUIRED_CLAIMS
 from tests.conftest import SECRETS, SIGNING_KEYS, LinkActions, auth
 
@@ -60,31 +59,9 @@ def signins(client, user_id=None) -> list[dict]:
 
 
 @pytest.fixture
-def enabled(links):
-    links.enable()
-    return links
-
-
-@pytest.fixture
 def genuine(frozen, enabled) -> dict:
     """The claims of a token this service issued at T0 for 24 hours."""
     return claims_of(enabled.token(target="/tickets/1234", ttl_seconds=86400))
-
-
-@pytest.fixture
-def make_app(config):
-    """Build further apps on the same store with some settings changed."""
-    apps = []
-
-    def make(**overrides):
-        app = create_app({**config, **overrides})
-        app.config["TESTING"] = True
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        app.extensions["store"].close()
 
 
 def assert_refused(response, code: str) -> None:

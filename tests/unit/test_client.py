@@ -4,96 +4,20 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
-from werkzeug.serving import make_server
 
 import service.client
-from service import create_app
 from service.client import EmailLinkRequest, LinkClient
-from tests.conftest import API_KEYS, PORTAL, SIGNING_KEYS, LinkActions, api_keys_config
+from tests.conftest import API_KEYS, PORTAL, LinkActions
 from tests.support.gunicorn_server import free_port
 
 ISSUER_KEY = API_KEYS["issuer-key"][0]
 
 
-@contextmanager
-def serving(app) -> Iterator[str]:
-    """Serve a WSGI app over real HTTP on a free loopback port, in a thread."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02})
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join()
-        server.server_close()
-
-
-class Canned:
-    """A fake service: records each request, answers ``status`` and ``body``."""
-
-    def __init__(self, status: int = 200, body: bytes = b"{}") -> None:
-        self.status, self.body = status, body
-        self.requests: list[dict] = []
-        #: When set, every answer waits for ``release`` (a slow service).
-        self.slow = False
-        self.release = threading.Event()
-
-    def __call__(self, environ, start_response):
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        self.requests.append(
-            {
-                "path": environ["PATH_INFO"],
-                "authorization": environ.get("HTTP_AUTHORIZATION"),
-                "json": json.loads(environ["wsgi.input"].read(length) or b"null"),
-            }
-        )
-        if self.slow:
-            self.release.wait(10)
-        start_response(f"{self.status} Canned", [("Content-Type", "application/json")])
-        return [self.body]
-
-
-@pytest.fixture
-def service_app(tmp_path):
-    app = create_app(
-        {
-            "ENV": "production",
-            "PORTAL_BASE_URL": PORTAL,
-            "STORE_URL": f"sqlite:///{tmp_path / 'store.db'}",
-            "SIGNING_KEYS": dict(SIGNING_KEYS),
-            "API_KEYS": api_keys_config(),
-            # Signs the service's console sessions; set, so nothing is generated.
-            "SECRET_KEY": "test-console-secret-0123456789abcdefghijklmnop",
-        }
-    )
-    yield app
-    app.extensions["store"].close()
-
-
 @pytest.fixture
 def actions(service_app) -> LinkActions:
     return LinkActions(service_app.test_client())
-
-
-@pytest.fixture
-def service_url(service_app) -> Iterator[str]:
-    with serving(service_app) as url:
-        yield url
-
-
-@pytest.fixture
-def canned():
-    canned = Canned()
-    with serving(canned) as url:
-        canned.url = url
-        yield canned
-        canned.release.set()
 
 
 def make_client(url: str, key: str = ISSUER_KEY, **options) -> LinkClient:

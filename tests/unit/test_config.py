@@ -9,19 +9,20 @@ import pytest
 
 from service import create_app
 from service.errors import ConfigError
-from tests.conftest import API_KEYS, PORTAL, SIGNING_KEYS, api_keys_config
+from tests.conftest import (
+    API_KEYS,
+    SIGNING_KEYS,
+    api_keys_config,
+    production_config,
+    sqlite_url,
+)
 
 
 @pytest.fixture
 def base(tmp_path) -> dict:
-    return {
-        "ENV": "production",
-        "PORTAL_BASE_URL": PORTAL,
-        "STORE_URL": f"sqlite:///{tmp_path / 'store.db'}",
-        "SIGNING_KEYS": dict(SIGNING_KEYS),
-        "API_KEYS": api_keys_config(),
-        "SECRET_KEY": "test-console-secret-0123456789abcdefghijklmnop",
-    }
+    config = production_config(sqlite_url(tmp_path))
+    del config["ACTIVE_KEY_ID"]  # its default is under test
+    return config
 
 
 @pytest.fixture(autouse=True)

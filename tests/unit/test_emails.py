@@ -4,61 +4,27 @@ from __future__ import annotations
 
 import email
 import json
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from html.parser import HTMLParser
 from importlib import resources
 
 import jinja2
 import pytest
-from werkzeug.serving import make_server
 
-from service import create_app
 from service.client import LinkClient
 from service.emails import main, make_portal_link, render_ticket_update
-from tests.conftest import API_KEYS, PORTAL, SIGNING_KEYS, LinkActions, api_keys_config
+from tests.conftest import API_KEYS, PORTAL, LinkActions
 from tests.support.gunicorn_server import free_port
 
 ISSUER_KEY = API_KEYS["issuer-key"][0]
 ALICE = {"user_id": "42", "email": "alice@example.com"}
 
 
-@contextmanager
-def serving(app) -> Iterator[str]:
-    """Serve a WSGI app over real HTTP on a free loopback port, in a thread."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02})
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join()
-        server.server_close()
-
-
 @pytest.fixture
-def service_app(tmp_path):
-    app = create_app(
-        {
-            "ENV": "production",
-            "PORTAL_BASE_URL": PORTAL,
-            "STORE_URL": f"sqlite:///{tmp_path / 'store.db'}",
-            "SIGNING_KEYS": dict(SIGNING_KEYS),
-            "API_KEYS": api_keys_config(),
-            "SECRET_KEY": "test-console-secret-0123456789abcdefghijklmnop",
-        }
-    )
-    LinkActions(app.test_client()).enable()
-    yield app
-    app.extensions["store"].close()
-
-
-@pytest.fixture
-def service_url(service_app) -> Iterator[str]:
-    with serving(service_app) as url:
-        yield url
+def service_app(service_app):
+    """The served app, with auto-login switched on through the admin API."""
+    LinkActions(service_app.test_client()).enable()
+    return service_app
 
 
 @pytest.fixture

@@ -36,7 +36,7 @@ from service.errors import (
 )
 from service.store import TokenState
 from service.tokens import MAX_TOKEN_LENGTH, PURPOSE, KeyRing, check_epochs, verify_token
-from tests.conftest import PORTAL, SIGNING_KEYS, api_keys_config, auth
+from tests.conftest import SIGNING_KEYS, auth, production_config, sqlite_url
 
 T0 = datetime(2026, 11, 25, 10, 0, 0, tzinfo=UTC)
 NOW = int(T0.timestamp())
@@ -789,18 +789,12 @@ HTTP_ATTACKS = [
 
 def _app(path):
     app = create_app(
-        {
-            "ENV": "production",
-            "PORTAL_BASE_URL": PORTAL,
-            "STORE_URL": f"sqlite:///{path / 'store.db'}",
-            "SIGNING_KEYS": dict(SIGNING_KEYS),
-            "ACTIVE_KEY_ID": "k1",
-            "API_KEYS": api_keys_config(),
-            "SECRET_KEY": "test-console-secret-0123456789abcdefghijklmnop",
+        production_config(
+            sqlite_url(path),
             # Hundreds of failed verifications from one key: the limiter would
             # answer 429 before the table ends (test_ratelimit_http covers it).
-            "RATE_LIMITS_ENABLED": False,
-        }
+            RATE_LIMITS_ENABLED=False,
+        )
     )
     app.config["TESTING"] = True
     return app

@@ -24,13 +24,12 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 from jwt.utils import base64url_decode, base64url_encode
 
-from service import create_app
 from service.clock import utcnow
 from service.errors import ApiError, TokenError
 from service.links import LinkRequest, parse_link_request, validate_target
 from service.store import TokenState
 from service.tokens import PURPOSE, USER_ID, KeyRing, check_epochs, issue_token, verify_token
-from tests.conftest import PORTAL, SIGNING_KEYS, api_keys_config, auth
+from tests.conftest import PORTAL, SIGNING_KEYS, auth
 
 K1 = SIGNING_KEYS["k1"].encode()
 K2 = SIGNING_KEYS["k2"].encode()
@@ -400,28 +399,6 @@ def test_validate_target_never_accepts_a_url_a_host_or_a_control_character(value
 
 
 # -- the HTTP app ---------------------------------------------------------------------
-
-
-@pytest.fixture
-def sqlite_app(tmp_path):
-    app = create_app(
-        {
-            "ENV": "production",
-            "PORTAL_BASE_URL": PORTAL,
-            "STORE_URL": f"sqlite:///{tmp_path / 'store.db'}",
-            "SIGNING_KEYS": dict(SIGNING_KEYS),
-            "ACTIVE_KEY_ID": "k1",
-            "API_KEYS": api_keys_config(),
-            "SECRET_KEY": "test-console-secret-0123456789abcdefghijklmnop",
-        }
-    )
-    app.config["TESTING"] = True
-    # Switched on, so that link requests go as far as issuing a token.
-    app.extensions["store"].update_settings(
-        {"auto_login_enabled": True}, actor="properties", now=utcnow()
-    )
-    yield app
-    app.extensions["store"].close()
 
 
 def _write_routes(app) -> list[tuple[str, str]]:

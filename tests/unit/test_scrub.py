@@ -13,31 +13,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from service.scrub import ScrubResult, scrub_text
-from service.store import TokenState
-from service.tokens import KeyRing, issue_token
+from service.tokens import issue_token
+from tests.support.keyring import K1, STATE, ring
 
-K1 = b"unit-test-signing-key-one-0123456789abcdef"
-K2 = b"unit-test-signing-key-two-0123456789abcdef"
 OTHER_KEY = b"a-key-this-service-never-held-0123456789abc"
 PORTAL = "https://portal.example.com"
-STATE = TokenState("inc-A", 3, 1)
 # A well-formed JWT that no key of the ring signed.
 FAKE = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiI0MiJ9.c2lnbmF0dXJlLW9mLW5vYm9keS1hdC1hbGwtYXQtYWxs"
 SAFELINKS = "https://eur01.safelinks.protection.outlook.com/?url="
-
-
-def ring(**overrides) -> KeyRing:
-    values = {
-        "keys": {"k1": K1, "k2": K2},
-        "active_key_id": "k1",
-        "algorithm": "HS256",
-        "issuer": "autologin-links",
-        "audience": "helpdesk-portal",
-        "max_ttl_seconds": 604800,
-        "leeway_seconds": 30,
-    }
-    values.update(overrides)
-    return KeyRing(**values)
 
 
 RING = ring()

@@ -63,13 +63,6 @@ def store(open_):
 
 
 @pytest.fixture
-def own_server():
-    """A server of this test alone, with an append-only file, to stop and restart."""
-    with RedisServer(appendonly=True) as server:
-        yield server
-
-
-@pytest.fixture
 def sends(monkeypatch):
     """Count the packets redis-py sends: one per round trip, pipelines included."""
     count = [0]
@@ -330,11 +323,11 @@ def test_the_client_has_bounded_timeouts_and_no_retries(open_):
     assert (defaults["socket_timeout"], defaults["socket_connect_timeout"]) == (0.5, 0.5)
 
 
-def test_a_stopped_redis_raises_store_unavailable_and_the_same_store_recovers(own_server):
-    store = RedisStore.from_url(own_server.url, defaults=DEFAULTS)
+def test_a_stopped_redis_raises_store_unavailable_and_the_same_store_recovers(own_redis):
+    store = RedisStore.from_url(own_redis.url, defaults=DEFAULTS)
     try:
         incarnation = store.token_state("42").incarnation
-        own_server.stop()
+        own_redis.stop()
         for call in (
             lambda: store.token_state("42"),
             lambda: store.issue_state(["42"]),
@@ -345,31 +338,31 @@ def test_a_stopped_redis_raises_store_unavailable_and_the_same_store_recovers(ow
         ):
             with pytest.raises(StoreUnavailableError):
                 call()
-        own_server.start()
+        own_redis.start()
         assert store.token_state("42").incarnation == incarnation
         assert store.bump_epoch(actor="a", reason="r", now=T0).epoch == 2
     finally:
         store.close()
 
 
-def test_a_redis_that_does_not_answer_times_out_as_store_unavailable(own_server):
-    store = RedisStore.from_url(own_server.url, defaults=DEFAULTS, redis_socket_timeout_seconds=0.1)
+def test_a_redis_that_does_not_answer_times_out_as_store_unavailable(own_redis):
+    store = RedisStore.from_url(own_redis.url, defaults=DEFAULTS, redis_socket_timeout_seconds=0.1)
     try:
         store.token_state("42")
-        own_server.pause()
+        own_redis.pause()
         try:
             with pytest.raises(StoreUnavailableError):
                 store.token_state("42")
         finally:
-            own_server.resume()
+            own_redis.resume()
         assert store.token_state("42").epoch == 1
     finally:
         store.close()
 
 
 @pytest.mark.parametrize("how", ["stop", "kill"])
-def test_epochs_and_settings_survive_a_restart_with_appendonly(own_server, how):
-    store = RedisStore.from_url(own_server.url, defaults=DEFAULTS)
+def test_epochs_and_settings_survive_a_restart_with_appendonly(own_redis, how):
+    store = RedisStore.from_url(own_redis.url, defaults=DEFAULTS)
     try:
         incarnation = store.token_state("42").incarnation
         store.bump_epoch(actor="a", reason="r", now=T0)
@@ -377,11 +370,11 @@ def test_epochs_and_settings_survive_a_restart_with_appendonly(own_server, how):
         store.update_settings(
             {"auto_login_enabled": True, "token_ttl_seconds": 3600}, actor="a", now=T0
         )
-        getattr(own_server, how)()
-        own_server.start()
+        getattr(own_redis, how)()
+        own_redis.start()
         expected = (incarnation, 2, 1)
         assert tuple(store.token_state("42")) == expected
-        reopened = RedisStore.from_url(own_server.url, defaults=DEFAULTS)
+        reopened = RedisStore.from_url(own_redis.url, defaults=DEFAULTS)
         try:
             assert tuple(reopened.token_state("42")) == expected
             assert reopened.settings() == Settings(True, 3600)

@@ -20,30 +20,13 @@ from service.store import TokenState
 from service.tokens import (
     PURPOSE,
     REQUIRED_CLAIMS,
-    KeyRing,
     check_epochs,
     issue_token,
     verify_token,
 )
+from tests.support.keyring import K1, K2, STATE, ring
 
 T0 = datetime(2026, 11, 25, 10, 0, 0, tzinfo=UTC)
-K1 = b"unit-test-signing-key-one-0123456789abcdef"
-K2 = b"unit-test-signing-key-two-0123456789abcdef"
-STATE = TokenState("inc-A", 3, 1)
-
-
-def ring(**overrides) -> KeyRing:
-    values = {
-        "keys": {"k1": K1, "k2": K2},
-        "active_key_id": "k1",
-        "algorithm": "HS256",
-        "issuer": "autologin-links",
-        "audience": "helpdesk-portal",
-        "max_ttl_seconds": 604800,
-        "leeway_seconds": 30,
-    }
-    values.update(overrides)
-    return KeyRing(**values)
 
 
 def claims_of(token: str) -> dict:
