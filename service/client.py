@@ -15,7 +15,6 @@ key::
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from typing import Any
 
 import requests
 
-from service.portal import is_portal_path
+from service.portal import is_portal_path, post_json
 
 __all__ = ["EmailLinkRequest", "LinkClient", "PortalLink"]
 
@@ -195,26 +194,18 @@ class LinkClient:
         return [link for link in out if link is not None]
 
     def _post(self, path: str, body: dict[str, Any]) -> Any:
-        try:
-            response = self.session.post(
-                self.service_url + path, json=body, headers=self._headers, timeout=self._timeout
-            )
-        except requests.Timeout as e:
-            raise _Fallback("service_unavailable", "timed out") from e
-        except requests.ConnectionError as e:
-            raise _Fallback("service_unavailable", "cannot connect") from e
-        except requests.RequestException as e:
-            raise _Fallback("service_unavailable", type(e).__name__) from e
-        try:
-            answer = json.loads(response.content)
-        except ValueError as e:
-            raise _Fallback(
-                "service_unavailable", f"HTTP {response.status_code}, body is not JSON"
-            ) from e
-        if response.status_code != 200:
+        status, answer = post_json(
+            self.session,
+            self.service_url + path,
+            body,
+            headers=self._headers,
+            timeout=self._timeout,
+            error=_Fallback,
+        )
+        if status != 200:
             code = answer.get("code") if isinstance(answer, dict) else None
-            reason = "service_error" if 400 <= response.status_code < 500 else "service_unavailable"
-            raise _Fallback(reason, f"HTTP {response.status_code} {code or ''}".strip())
+            reason = "service_error" if 400 <= status < 500 else "service_unavailable"
+            raise _Fallback(reason, f"HTTP {status} {code or ''}".strip())
         return answer
 
     def _answer(self, answer: Any, request: EmailLinkRequest) -> PortalLink:

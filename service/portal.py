@@ -41,6 +41,7 @@ __all__ = [
     "VerificationError",
     "Verifier",
     "is_portal_path",
+    "post_json",
 ]
 
 log = logging.getLogger("service.portal")
@@ -83,6 +84,35 @@ class VerificationError(Exception):
         self.reason = reason
         #: Why, for the log: never the token.
         self.detail = detail
+
+
+def post_json(
+    session: requests.Session,
+    url: str,
+    body: Mapping[str, Any],
+    *,
+    headers: Mapping[str, str],
+    timeout: tuple[float, float],
+    error: Callable[[str, str], Exception],
+) -> tuple[int, Any]:
+    """POST ``body`` to the service; return the status and the JSON answer.
+
+    No answer, or one that is not JSON, raises ``error("service_unavailable",
+    why)``: the portal (this module) and the email helper (``service.client``)
+    both fall back the same way.
+    """
+    try:
+        response = session.post(url, json=body, headers=headers, timeout=timeout)
+    except requests.Timeout as e:
+        raise error("service_unavailable", "timed out") from e
+    except requests.ConnectionError as e:
+        raise error("service_unavailable", "cannot connect") from e
+    except requests.RequestException as e:
+        raise error("service_unavailable", type(e).__name__) from e
+    try:
+        return response.status_code, json.loads(response.content)
+    except ValueError as e:
+        raise error("service_unavailable", f"HTTP {response.status_code}, body is not JSON") from e
 
 
 @dataclass(frozen=True)
@@ -156,30 +186,20 @@ class Verifier:
         if user_agent:
             client["user_agent"] = user_agent[:512]
         body = {"token": token, "client": client}
-        try:
-            response = self.session.post(
-                self._url, json=body, headers=self._headers, timeout=self._timeout
-            )
-        except requests.Timeout as e:
-            raise VerificationError("service_unavailable", "timed out") from e
-        except requests.ConnectionError as e:
-            raise VerificationError("service_unavailable", "cannot connect") from e
-        except requests.RequestException as e:
-            raise VerificationError("service_unavailable", type(e).__name__) from e
-        try:
-            answer = json.loads(response.content)
-        except ValueError as e:
-            raise VerificationError(
-                "service_unavailable", f"HTTP {response.status_code}, not JSON"
-            ) from e
+        status, answer = post_json(
+            self.session,
+            self._url,
+            body,
+            headers=self._headers,
+            timeout=self._timeout,
+            error=VerificationError,
+        )
         code = answer.get("code") if isinstance(answer, dict) else None
-        if response.status_code == 401 and code in _TOKEN_CODES:
+        if status == 401 and code in _TOKEN_CODES:
             raise VerificationError(code, code)
-        if response.status_code != 200:
+        if status != 200:
             # 401 unauthorized / 403 forbidden: our key; 503: the service's store.
-            raise VerificationError(
-                "service_unavailable", f"HTTP {response.status_code} {code or ''}".strip()
-            )
+            raise VerificationError("service_unavailable", f"HTTP {status} {code or ''}".strip())
         if not (
             isinstance(answer, dict)
             and isinstance(answer.get("user_id"), str)

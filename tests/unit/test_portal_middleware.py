@@ -290,7 +290,7 @@ def test_every_copy_of_the_token_param_is_dropped(fake_portal, canned):
         ("timeout", "timed out"),
         ("503", "HTTP 503 store_unavailable"),
         ("403", "HTTP 403 forbidden"),
-        ("bad json", "HTTP 200, not JSON"),
+        ("bad json", "HTTP 200, body is not JSON"),
         ("no user", "HTTP 200 without user_id and target"),
         ("400", "HTTP 400 invalid_request"),
     ),
