@@ -76,8 +76,10 @@ class SigninLog:
 
     def flush(self, *, prune: bool = True) -> None:
         """Write every queued entry now (and prune old entries now and then)."""
-        # One writer at a time: a reader's flush must wait for a batch the
-        # background thread is still writing, or it would read without it.
+        # One writer at a time, pruning included: a reader's flush must wait for
+        # a batch the background thread is still writing, or it would read
+        # without it, and close() must wait for both, or the store would close
+        # under them.
         with self._flush_lock:
             if self._closed:
                 return
@@ -87,22 +89,29 @@ class SigninLog:
                 try:
                     self.store.record_signins(batch)
                 # OSError, ValueError: redis-py lets a socket closed under it
-                # (the store closing, the server going away) raise its own errors.
+                # (the server going away) raise its own errors.
                 except (StoreError, OSError, ValueError) as e:
                     # The clicks were answered already; the log loses these entries.
                     log.warning("sign-in log: %d entries not written: %s", len(batch), e)
-        if not prune:
-            return
+            if prune:
+                self._prune_when_due()
+
+    def _prune_when_due(self) -> None:
         now = utcnow()
-        if self._next_prune is None or now >= self._next_prune:
-            self._next_prune = now + PRUNE_EVERY
-            try:
-                self.store.prune(before=now - self.retention)
-            except (StoreError, OSError, ValueError) as e:
-                log.warning("sign-in log: pruning failed: %s", e)
+        if self._next_prune is not None and now < self._next_prune:
+            return
+        self._next_prune = now + PRUNE_EVERY
+        try:
+            self.store.prune(before=now - self.retention)
+        except (StoreError, OSError, ValueError) as e:
+            log.warning("sign-in log: pruning failed: %s", e)
 
     def close(self) -> None:
-        """Write what is queued and stop writing: the store is about to close."""
+        """Write what is queued and stop writing: the store is about to close.
+
+        When it returns, this log touches the store no more: a batch or a
+        pruning the writer thread had begun is finished, and later calls do nothing.
+        """
         self.flush(prune=False)
         with self._flush_lock:  # waits for a batch the writer thread is writing
             self._closed = True

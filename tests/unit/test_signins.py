@@ -1,0 +1,110 @@
+"""The write-behind sign-in log: what reaches the store, and that close() is final."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+
+import pytest
+
+from service.signins import SigninLog
+from service.store import Settings, Signin
+from service.store.sqlite import SqliteStore
+
+#: Bound for "happens at all"; every wait below ends as soon as the event occurs.
+WAIT_SECONDS = 10
+
+
+class PruneGate(SqliteStore):
+    """A real SQLite store whose pruning waits until the test lets it finish."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path, defaults=Settings(False, 3600))
+        self.pruning = threading.Event()
+        self.may_finish = threading.Event()
+        self.calls_after_close: list[str] = []
+        self.closed = False
+
+    def prune(self, *, before: datetime) -> None:
+        self._note("prune")
+        self.pruning.set()
+        assert self.may_finish.wait(WAIT_SECONDS)
+        super().prune(before=before)
+
+    def record_signins(self, signins) -> None:
+        self._note("record_signins")
+        super().record_signins(signins)
+
+    def _note(self, call: str) -> None:
+        if self.closed:
+            self.calls_after_close.append(call)
+
+    def close(self) -> None:
+        self.closed = True
+        super().close()
+
+
+@pytest.fixture
+def store(tmp_path):
+    store = PruneGate(str(tmp_path / "store.db"))
+    yield store
+    store.may_finish.set()
+    store.close()
+
+
+def signin(user_id: str = "42") -> Signin:
+    return Signin(datetime.now(UTC), user_id, "ok", "203.0.113.7", "test")
+
+
+def test_the_writer_thread_writes_a_recorded_entry_and_prunes_once(store):
+    signin_log = SigninLog(store, retention_days=90)
+    store.may_finish.set()
+
+    signin_log.record(signin())
+
+    assert store.pruning.wait(WAIT_SECONDS)
+    signin_log.flush()  # waits for the writer's batch and pruning
+    assert [s.user_id for s in store.signins(user_id=None, limit=10)] == ["42"]
+    signin_log.close()
+
+
+def test_close_waits_for_a_pruning_the_writer_thread_has_begun(store):
+    signin_log = SigninLog(store, retention_days=90)
+    signin_log.record(signin())
+    assert store.pruning.wait(WAIT_SECONDS)  # the writer thread is inside prune()
+
+    closed = threading.Event()
+    closer = threading.Thread(target=lambda: (signin_log.close(), closed.set()))
+    closer.start()
+
+    # close() must not return while the writer still uses the store...
+    assert not closed.wait(0.3)
+    store.may_finish.set()
+    # ...and returns as soon as the writer is done.
+    assert closed.wait(WAIT_SECONDS)
+    closer.join(WAIT_SECONDS)
+
+
+def test_after_close_the_log_never_touches_the_store_again(store):
+    signin_log = SigninLog(store, retention_days=90)
+    store.may_finish.set()
+    signin_log.record(signin("before"))
+    signin_log.close()
+    store.close()
+
+    signin_log.record(signin("after"))
+    signin_log.flush()
+
+    assert store.calls_after_close == []
+
+
+def test_close_writes_what_is_still_queued(store):
+    signin_log = SigninLog(store, retention_days=90)
+    store.may_finish.set()
+    for n in range(3):
+        signin_log.record(signin(f"user-{n}"))
+
+    signin_log.close()
+
+    users = {s.user_id for s in store.signins(user_id=None, limit=10)}
+    assert users == {"user-0", "user-1", "user-2"}
