@@ -13,7 +13,7 @@ from service.signins import SigninLog
 from service.store import Settings, open_store
 from service.tokens import KeyRing
 
-__all__ = ["create_app"]
+__all__ = ["close_app", "create_app"]
 
 #: Request bodies above this are refused with 413 before they are read.
 MAX_BODY_BYTES = 1024 * 1024
@@ -51,16 +51,7 @@ def create_app(
     )
     app.extensions["deployment"] = deployment
     app.extensions["store"] = store
-    signin_log = SigninLog(store, retention_days=deployment.log_retention_days)
-    app.extensions["signin_log"] = signin_log
-    close_store = store.close
-
-    def close() -> None:
-        # The sign-in log's writer thread uses the store: let it finish first.
-        signin_log.close()
-        close_store()
-
-    store.close = close  # type: ignore[method-assign]
+    app.extensions["signin_log"] = SigninLog(store, retention_days=deployment.log_retention_days)
     app.extensions["ring"] = KeyRing(
         keys=deployment.signing_keys,
         active_key_id=deployment.active_key_id,
@@ -92,3 +83,13 @@ def create_app(
     # Outermost: a good click skips Flask's per-request machinery altogether.
     app.wsgi_app = VerifyFastPath(app.wsgi_app, app)  # type: ignore[method-assign]
     return app
+
+
+def close_app(app: Flask) -> None:
+    """Release what ``app`` holds: write its last sign-in entries, then close its store.
+
+    A served process needs no call (its exit writes the sign-in log); tests,
+    benchmarks and embedding code that build apps one after another do.
+    """
+    app.extensions["signin_log"].close()  # its writer thread uses the store: first
+    app.extensions["store"].close()

@@ -11,7 +11,7 @@ from typing import Any
 import freezegun
 import pytest
 
-from service import create_app
+from service import close_app, create_app
 from service.clock import utcnow
 from tests.support.service_thread import Canned, serving, serving_canned
 
@@ -125,7 +125,7 @@ def app(config):
     app = create_app(config)
     app.config["TESTING"] = True
     yield app
-    app.extensions["store"].close()
+    close_app(app)
 
 
 @pytest.fixture
@@ -141,7 +141,7 @@ def make_app(config):
 
     yield make
     for app in apps:
-        app.extensions["store"].close()
+        close_app(app)
 
 
 @pytest.fixture
@@ -149,7 +149,7 @@ def service_app(tmp_path):
     """The test deployment on a fresh SQLite store (no Redis), auto-login off as it starts."""
     app = create_app(production_config(sqlite_url(tmp_path)))
     yield app
-    app.extensions["store"].close()
+    close_app(app)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from datetime import timedelta
 
 import pytest
 
-from service import create_app
+from service import close_app, create_app
 from service.errors import ConfigError, StoreUnavailableError
 from tests.conftest import API_KEYS, CONSOLE_SECRET_KEY, SECRETS, auth
 
@@ -608,7 +608,7 @@ def test_development_adds_a_secret_key_to_old_dev_secrets(tmp_path, capsys):
     config = {"ENV": "development", "STORE_URL": f"sqlite:///{tmp_path / 's.db'}"}
     instance = tmp_path / "instance"
     first = create_app(config, instance_path=str(instance))
-    first.extensions["store"].close()
+    close_app(first)
     capsys.readouterr()
     secrets_file = instance / "dev-secrets.json"
     old = json.loads(secrets_file.read_text())
@@ -616,12 +616,12 @@ def test_development_adds_a_secret_key_to_old_dev_secrets(tmp_path, capsys):
     secrets_file.write_text(json.dumps(old))
 
     second = create_app(config, instance_path=str(instance))
-    second.extensions["store"].close()
+    close_app(second)
     upgraded = json.loads(secrets_file.read_text())
     assert len(upgraded["SECRET_KEY"]) >= 32
     assert {k: v for k, v in upgraded.items() if k != "SECRET_KEY"} == old
     assert second.extensions["deployment"].secret_key == upgraded["SECRET_KEY"].encode()
     assert capsys.readouterr().err == ""  # the API keys are not printed again
     third = create_app(config, instance_path=str(instance))
-    third.extensions["store"].close()
+    close_app(third)
     assert third.extensions["deployment"].secret_key == second.extensions["deployment"].secret_key

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from service import create_app
+from service import close_app, create_app
 from tests.conftest import LinkActions, auth
 
 
@@ -21,7 +21,7 @@ def limited(config):
     apps = [create_app({**config, **limits}) for _ in range(2)]
     yield [LinkActions(app.test_client()) for app in apps]
     for app in apps:
-        app.extensions["store"].close()
+        close_app(app)
 
 
 def client_ip(ip: str) -> dict:
@@ -116,7 +116,7 @@ def test_rate_limits_can_be_switched_off(config, frozen):
     actions = LinkActions(app.test_client())
     for _ in range(5):
         assert actions.verify("garbage", **client_ip("198.51.100.1")).status_code == 401
-    app.extensions["store"].close()
+    close_app(app)
 
 
 @pytest.mark.parametrize("value", ("often", "5 per fortnight", ""))

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from service import create_app
+from service import close_app, create_app
 from tests.conftest import auth
 from tests.support.redis_server import RedisServer
 
@@ -172,7 +172,7 @@ def test_the_redis_timeouts_come_from_the_settings(config):
     try:
         kwargs = app.extensions["store"].redis.connection_pool.connection_kwargs
     finally:
-        app.extensions["store"].close()
+        close_app(app)
 
     assert (kwargs["socket_timeout"], kwargs["socket_connect_timeout"]) == (0.25, 0.75)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from service import create_app
+from service import close_app, create_app
 from service.errors import ConfigError
 from tests.conftest import (
     API_KEYS,
@@ -168,7 +168,7 @@ def test_relative_sqlite_url_lands_in_the_instance_folder(base, tmp_path):
         {**base, "STORE_URL": "sqlite:///sub/links.db"}, instance_path=str(tmp_path / "inst")
     )
     assert app.extensions["store"].path == f"{app.instance_path}/sub/links.db"
-    app.extensions["store"].close()
+    close_app(app)
 
 
 def test_api_keys_are_held_as_digests_only(base):

@@ -26,7 +26,7 @@ import pytest
 from freezegun import freeze_time
 from jwt.exceptions import InvalidKeyError
 
-from service import create_app
+from service import close_app, create_app
 from service.errors import (
     BadSignatureError,
     ExpiredTokenError,
@@ -804,7 +804,7 @@ def _app(path):
 def attack_client(tmp_path_factory):
     app = _app(tmp_path_factory.mktemp("attacks"))
     yield app.test_client()
-    app.extensions["store"].close()
+    close_app(app)
 
 
 def verify_over_http(client, token: Any):
@@ -865,8 +865,8 @@ def test_token_from_another_store_incarnation_is_revoked_over_http(tmp_path):
         response = verify_over_http(new.test_client(), token)
         assert (response.status_code, response.json["code"]) == (401, "token_revoked")
     finally:
-        old.extensions["store"].close()
-        new.extensions["store"].close()
+        close_app(old)
+        close_app(new)
 
 
 def test_expired_and_revoked_are_only_said_of_genuine_tokens():
