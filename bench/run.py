@@ -29,7 +29,7 @@ from pathlib import Path
 import jwt
 import requests
 
-from bench.harness import interleaved, per_call
+from bench.harness import interleaved
 from service.links import LinkRequest, build_links
 from service.store import Settings, open_store
 from service.tokens import REQUIRED_CLAIMS, KeyRing, check_epochs, issue_token, verify_token
@@ -244,12 +244,14 @@ class Server:
                 time.sleep(0.1)
         raise RuntimeError(f"{name} did not start")
 
-    def worker_rss_kib(self) -> list[int]:
+    def worker_memory_kib(self) -> list[tuple[int, int]]:
+        """(RSS, private) of each worker: private is what no other process shares (USS)."""
         children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
         out = []
         for pid in children.read_text().split():
-            status = Path(f"/proc/{pid}/status").read_text()
-            out.append(int(re.search(r"VmRSS:\s+(\d+)", status).group(1)))
+            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+            field = {k: int(v) for k, v in re.findall(r"^(\w+):\s+(\d+) kB", rollup, re.M)}
+            out.append((field["Rss"], field["Private_Clean"] + field["Private_Dirty"]))
         return out
 
     def stop(self) -> None:
@@ -446,28 +448,30 @@ def bench_http(tmp: Path, redis_server, reps: int, seconds: int) -> None:
         )
         session.close()
 
-        # 6. Memory of one worker after all that load.
-        ours_rss = max(sqlite_server.worker_rss_kib())
-        bare_rss = max(bare.worker_rss_kib())
-        report(
-            "memory",
-            "worker RSS after load (SQLite) vs bare Flask worker",
-            f"{ours_rss / 1024:.1f} MiB",
-            f"{bare_rss / 1024:.1f} MiB",
-            ours_rss / bare_rss,
-            "<= 1.2x",
-            ours_rss / bare_rss <= 1.2,
-        )
-        ours_rss = max(redis_server_http.worker_rss_kib())
-        report(
-            "memory",
-            "worker RSS after load (Redis) vs bare Flask worker",
-            f"{ours_rss / 1024:.1f} MiB",
-            f"{bare_rss / 1024:.1f} MiB",
-            ours_rss / bare_rss,
-            "<= 1.2x",
-            ours_rss / bare_rss <= 1.2,
-        )
+        # 6. Memory of one worker after all that load: RSS is the target; the
+        # private part (not shared with the preloading master) is what each
+        # further worker really adds, printed for information.
+        bare_rss, bare_private = max(bare.worker_memory_kib())
+        for kind, server in (("SQLite", sqlite_server), ("Redis", redis_server_http)):
+            ours_rss, ours_private = max(server.worker_memory_kib())
+            report(
+                "memory",
+                f"worker RSS after load ({kind}) vs bare Flask worker",
+                f"{ours_rss / 1024:.1f} MiB",
+                f"{bare_rss / 1024:.1f} MiB",
+                ours_rss / bare_rss,
+                "<= 1.2x",
+                ours_rss / bare_rss <= 1.2,
+            )
+            report(
+                "memory",
+                f"worker private memory (USS) after load ({kind}) vs bare Flask worker",
+                f"{ours_private / 1024:.1f} MiB",
+                f"{bare_private / 1024:.1f} MiB",
+                ours_private / bare_private,
+                "information",
+                None,
+            )
     finally:
         for server in (bare, sqlite_server, redis_server_http):
             server.stop()
@@ -569,13 +573,17 @@ def bench_growth(tmp: Path, redis_server, reps: int, big: int) -> None:
             now=datetime.now(UTC),
         )
 
-    a = statistics.median(per_call(lambda: issue(thousand), 5) / 1000 for _ in range(reps))
-    b = statistics.median(per_call(lambda: issue(one), 2000) for _ in range(reps))
+    # Both sides do 1000 links per call, so they interleave like every other figure.
+    def one_by_one() -> None:
+        for _ in range(1000):
+            issue(one)
+
+    a, b, _ = interleaved(lambda: issue(thousand), one_by_one, n=3, reps=reps)
     report(
         "growth",
         "issue per item: batch of 1000 vs batch of 1",
-        us(a),
-        us(b),
+        us(a / 1000),
+        us(b / 1000),
         a / b,
         "<= 1.1x cost",
         a / b <= 1.1,
@@ -597,17 +605,17 @@ def bench_growth(tmp: Path, redis_server, reps: int, big: int) -> None:
             claims = verify_token(token, keys)
             check_epochs(claims, store.token_state(claims.user_id))
 
-    def verify_one() -> None:
-        claims = verify_token(tokens[0], keys)
-        check_epochs(claims, store.token_state(claims.user_id))
+    def verify_one_1000_times() -> None:
+        for _ in range(1000):
+            claims = verify_token(tokens[0], keys)
+            check_epochs(claims, store.token_state(claims.user_id))
 
-    a = statistics.median(per_call(verify_all, 3) / 1000 for _ in range(reps))
-    b = statistics.median(per_call(verify_one, 2000) for _ in range(reps))
+    a, b, _ = interleaved(verify_all, verify_one_1000_times, n=3, reps=reps)
     report(
         "growth",
         "verify per token: 1000 distinct tokens vs 1",
-        us(a),
-        us(b),
+        us(a / 1000),
+        us(b / 1000),
         a / b,
         "<= 1.1x cost",
         a / b <= 1.1,
