@@ -244,11 +244,12 @@ def _add_dev_secret_key(path: Path, data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def _dev_secrets(instance_path: str) -> dict[str, Any]:
+def _dev_secrets(instance_path: str, *, api_keys_configured: bool) -> dict[str, Any]:
     """Load, or create once, the development signing and API keys and SECRET_KEY.
 
     Only SHA-256 digests of the API keys are written; the keys themselves are
-    printed once, to the terminal that started the service.
+    printed once, to the terminal that started the service (saying so when
+    the configuration's own ``API_KEYS`` are the ones in use).
     """
     path = Path(instance_path) / DEV_SECRETS_FILE
     Path(instance_path).mkdir(parents=True, exist_ok=True)
@@ -282,6 +283,8 @@ def _dev_secrets(instance_path: str) -> dict[str, Any]:
         f"{path}; delete that file and restart to get new ones):",
     ]
     lines += [f"  {role:<7} {key}" for role, key in plain.items()]
+    if api_keys_configured:
+        lines.append("They are not in use now: API_KEYS is set in the configuration.")
     print("\n".join(lines) + "\n", file=sys.stderr, flush=True)
     return data
 
@@ -297,7 +300,7 @@ def validate_config(config: Mapping[str, Any], instance_path: str) -> Deployment
     api_value = config.get("API_KEYS")
     secret_value = config.get("SECRET_KEY")
     if development and (not signing_value or not api_value or not secret_value):
-        generated = _dev_secrets(instance_path)
+        generated = _dev_secrets(instance_path, api_keys_configured=bool(api_value))
         signing_value = signing_value or generated["SIGNING_KEYS"]
         api_value = api_value or generated["API_KEYS"]
         secret_value = secret_value or generated["SECRET_KEY"]

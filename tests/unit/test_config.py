@@ -134,6 +134,7 @@ def test_development_generates_keys_once_and_prints_api_keys_once(tmp_path, caps
     printed = capsys.readouterr().err
     keys = [line.split()[-1] for line in printed.splitlines() if line.startswith("  ")]
     assert len(keys) == 3
+    assert "not in use" not in printed
     secrets_file = first.instance_path + "/dev-secrets.json"
     stored = json.loads(Path(secrets_file).read_text())
     # Only digests are kept: no plain API key lands on disk.
@@ -189,3 +190,24 @@ def test_production_example_documents_every_default_key_and_loads(project_root, 
     example["STORE_URL"] = f"sqlite:///{tmp_path / 'store.db'}"
     deployment = create_app(example).extensions["deployment"]
     assert deployment.active_key_id == "2026-11"
+
+
+def test_development_says_generated_api_keys_are_unused_when_api_keys_are_configured(
+    tmp_path, capsys
+):
+    config = {
+        "ENV": "development",
+        "STORE_URL": f"sqlite:///{tmp_path / 's.db'}",
+        "API_KEYS": api_keys_config(),  # SIGNING_KEYS and SECRET_KEY are generated
+    }
+    app = create_app(config, instance_path=str(tmp_path / "instance"))
+    printed = capsys.readouterr().err
+    generated = [line.split()[-1] for line in printed.splitlines() if line.startswith("  ")]
+
+    assert "not in use now: API_KEYS is set in the configuration" in printed
+    admin_key = next(k for k in generated if k.startswith("dev-admin-"))
+    response = app.test_client().get(
+        "/v1/admin/settings", headers={"Authorization": f"Bearer {admin_key}"}
+    )
+    assert response.status_code == 401
+    close_app(app)
