@@ -24,9 +24,11 @@ class PruneGate(SqliteStore):
         self.may_finish = threading.Event()
         self.calls_after_close: list[str] = []
         self.closed = False
+        self.prunes = 0
 
     def prune(self, *, before: datetime) -> None:
         self._note("prune")
+        self.prunes += 1
         self.pruning.set()
         assert self.may_finish.wait(WAIT_SECONDS)
         super().prune(before=before)
@@ -63,8 +65,9 @@ def test_the_writer_thread_writes_a_recorded_entry_and_prunes_once(store):
     signin_log.record(signin())
 
     assert store.pruning.wait(WAIT_SECONDS)
-    signin_log.flush()  # waits for the writer's batch and pruning
+    signin_log.flush()  # waits for the writer's batch and pruning; the next is not due
     assert [s.user_id for s in store.signins(user_id=None, limit=10)] == ["42"]
+    assert store.prunes == 1
     signin_log.close()
 
 
