@@ -125,10 +125,6 @@ class Store(Protocol):
         """Raise ``user_id``'s epoch by one atomically, audit it, return the new one."""
         ...
 
-    def record_signin(self, signin: Signin) -> None:
-        """Append one entry to the sign-in log."""
-        ...
-
     def record_signins(self, signins: Sequence[Signin]) -> None:
         """Append several entries to the sign-in log in one transaction or round trip."""
         ...

@@ -485,10 +485,6 @@ class RedisStore:
         args = (user_id, now.timestamp(), actor, reason)
         return int(self._run(self._revoke_script, self._revoke_keys, args))
 
-    def record_signin(self, signin: Signin) -> None:
-        """Append one entry to the sign-in log."""
-        self.record_signins([signin])
-
     def record_signins(self, signins: Sequence[Signin]) -> None:
         """Append several entries to the sign-in log in one round trip."""
         with self._guard:

@@ -401,9 +401,6 @@ class SqliteStore:
             )
         return int(row[0])
 
-    def record_signin(self, signin: Signin) -> None:
-        self.record_signins([signin])
-
     def record_signins(self, signins: Sequence[Signin]) -> None:
         rows = [(_ts(s.at), s.user_id, s.outcome, s.ip, s.user_agent) for s in signins]
         with self._write(log=True) as conn:

@@ -108,7 +108,7 @@ def test_state_survives_reopening(store_url, options, store):
 
 def test_signins_newest_first_and_filtered_by_user(store):
     for i, user in enumerate(["a", "b", "a"]):
-        store.record_signin(Signin(T0 + timedelta(seconds=i), user, "ok", f"10.0.0.{i}", "UA"))
+        store.record_signins([Signin(T0 + timedelta(seconds=i), user, "ok", f"10.0.0.{i}", "UA")])
     assert [s.ip for s in store.signins(user_id=None, limit=10)] == [
         "10.0.0.2",
         "10.0.0.1",
@@ -118,8 +118,8 @@ def test_signins_newest_first_and_filtered_by_user(store):
 
 
 def test_prune_drops_only_old_entries(store):
-    store.record_signin(Signin(T0 - timedelta(days=100), "a", "ok"))
-    store.record_signin(Signin(T0, "a", "token_expired"))
+    store.record_signins([Signin(T0 - timedelta(days=100), "a", "ok")])
+    store.record_signins([Signin(T0, "a", "token_expired")])
     store.bump_epoch(actor="ops", reason="r", now=T0)
     store.prune(before=T0 - timedelta(days=90))
     assert [s.outcome for s in store.signins(user_id=None, limit=10)] == ["token_expired"]

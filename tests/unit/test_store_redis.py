@@ -155,7 +155,7 @@ def test_stores_with_different_prefixes_on_one_redis_are_independent(open_, raw)
     first.bump_epoch(actor="a", reason="r", now=T0)
     first.revoke_user("42", actor="a", reason="r", now=T0)
     first.update_settings({"auto_login_enabled": True}, actor="a", now=T0)
-    first.record_signin(Signin(T0, "42", "ok"))
+    first.record_signins([Signin(T0, "42", "ok")])
     assert second.token_state("42") == second.token_state("42")
     assert (second.epoch().epoch, second.token_state("42").user_epoch) == (1, 0)
     assert second.settings() == DEFAULTS
@@ -332,7 +332,7 @@ def test_a_stopped_redis_raises_store_unavailable_and_the_same_store_recovers(ow
             lambda: store.token_state("42"),
             lambda: store.issue_state(["42"]),
             lambda: store.bump_epoch(actor="a", reason="r", now=T0),
-            lambda: store.record_signin(Signin(T0, "42", "ok")),
+            lambda: store.record_signins([Signin(T0, "42", "ok")]),
             lambda: store.signins(user_id="42", limit=5),
             store.ping,
         ):
@@ -411,8 +411,8 @@ def test_a_forked_worker_gets_its_own_connections(store):
 
 def test_signins_are_newest_first_even_within_one_instant(store):
     for outcome in ("ok", "token_expired", "token_revoked"):
-        store.record_signin(Signin(T0, "42", outcome, "203.0.113.7", "UA"))
-    store.record_signin(Signin(T0, "7", "ok"))
+        store.record_signins([Signin(T0, "42", outcome, "203.0.113.7", "UA")])
+    store.record_signins([Signin(T0, "7", "ok")])
     assert [s.outcome for s in store.signins(user_id="42", limit=10)] == [
         "token_revoked",
         "token_expired",
@@ -427,10 +427,10 @@ def test_signins_are_newest_first_even_within_one_instant(store):
 
 def test_prune_drops_every_entry_older_than_before_in_any_order(store, raw, prefix):
     old, new = T0 - timedelta(days=100), T0 - timedelta(days=1)
-    store.record_signin(Signin(new, "42", "token_expired"))
+    store.record_signins([Signin(new, "42", "token_expired")])
     for i in range(600):  # more than one prune batch, written after a newer entry
-        store.record_signin(Signin(old, f"u{i}", "ok"))
-    store.record_signin(Signin(old, "42", "ok"))
+        store.record_signins([Signin(old, f"u{i}", "ok")])
+    store.record_signins([Signin(old, "42", "ok")])
     store.bump_epoch(actor="a", reason="r", now=new)
     store.bump_epoch(actor="a", reason="r", now=old)
     store.prune(before=T0 - timedelta(days=90))
@@ -446,8 +446,8 @@ def test_prune_drops_every_entry_older_than_before_in_any_order(store, raw, pref
 
 def test_audit_reads_in_the_order_written_and_signins_in_the_order_clicked(store):
     store.bump_epoch(actor="a", reason="r", now=T0 - timedelta(days=3))
-    store.record_signin(Signin(T0, "42", "ok"))
-    store.record_signin(Signin(T0 - timedelta(days=1), "42", "token_expired"))
+    store.record_signins([Signin(T0, "42", "ok")])
+    store.record_signins([Signin(T0 - timedelta(days=1), "42", "token_expired")])
     assert [e.action for e in store.audit_events(limit=10)] == ["epoch.bump", "store.create"]
     # Sign-ins are written behind the click, in batches: newest click first.
     assert [s.outcome for s in store.signins(user_id="42", limit=10)] == ["ok", "token_expired"]
@@ -456,7 +456,7 @@ def test_audit_reads_in_the_order_written_and_signins_in_the_order_clicked(store
 def test_logs_are_capped(open_):
     store = open_(redis_max_log_entries=3)
     for i in range(5):
-        store.record_signin(Signin(T0 + timedelta(seconds=i), f"u{i % 2}", "ok"))
+        store.record_signins([Signin(T0 + timedelta(seconds=i), f"u{i % 2}", "ok")])
         store.bump_epoch(actor="a", reason=str(i), now=T0)
     assert [s.at for s in store.signins(user_id=None, limit=10)] == [
         T0 + timedelta(seconds=i) for i in (4, 3, 2)
