@@ -51,7 +51,9 @@ def create_app(
     )
     app.extensions["deployment"] = deployment
     app.extensions["store"] = store
-    app.extensions["signin_log"] = SigninLog(store, retention_days=deployment.log_retention_days)
+    app.extensions["signin_log"] = SigninLog(
+        store, retention_days=deployment.log_retention_days, enabled=deployment.signin_log
+    )
     app.extensions["ring"] = KeyRing(
         keys=deployment.signing_keys,
         active_key_id=deployment.active_key_id,

@@ -120,6 +120,5 @@ class VerifyFastPath:
             environ[FAILED_VERIFICATION] = (token, e)
             return None
         self.ok_counter.inc()
-        if self.deployment.signin_log:
-            self.signin_log.record(Signin(utcnow(), claims.user_id, "ok", ip, user_agent))
+        self.signin_log.record(Signin(utcnow(), claims.user_id, "ok", ip, user_agent))
         return (_ENCODER.encode(answer_json(claims)) + "\n").encode()

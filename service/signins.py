@@ -47,8 +47,10 @@ _live: weakref.WeakSet[SigninLog] = weakref.WeakSet()
 class SigninLog:
     """A per-process write-behind buffer in front of ``store.record_signins``."""
 
-    def __init__(self, store: Any, *, retention_days: int) -> None:
+    def __init__(self, store: Any, *, retention_days: int, enabled: bool = True) -> None:
         self.store = store
+        #: ``SIGNIN_LOG``: when false, nothing is recorded; pruning goes on.
+        self.enabled = enabled
         self.retention = timedelta(days=retention_days)
         self._pending: list[Signin] = []
         self._lock = threading.Lock()
@@ -62,6 +64,8 @@ class SigninLog:
 
     def record(self, signin: Signin) -> None:
         """Queue one entry; it reaches the store within ``FLUSH_SECONDS``."""
+        if not self.enabled:
+            return
         with self._lock:
             if self._pid != os.getpid():  # forked: the parent's buffer and locks are not ours
                 self._pending, self._thread, self._pid = [], None, os.getpid()

@@ -52,10 +52,7 @@ def parse_client(value: Any) -> tuple[str | None, str | None]:
 
 def record_signin(user_id: str, outcome: str, ip: str | None, user_agent: str | None) -> None:
     """Queue an entry of the sign-in log (when enabled); see service/signins.py."""
-    if current_app.extensions["deployment"].signin_log:
-        current_app.extensions["signin_log"].record(
-            Signin(utcnow(), user_id, outcome, ip, user_agent)
-        )
+    current_app.extensions["signin_log"].record(Signin(utcnow(), user_id, outcome, ip, user_agent))
 
 
 def _count_failure(ip: str | None) -> None:

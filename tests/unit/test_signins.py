@@ -111,3 +111,15 @@ def test_close_writes_what_is_still_queued(store):
 
     users = {s.user_id for s in store.signins(user_id=None, limit=10)}
     assert users == {"user-0", "user-1", "user-2"}
+
+
+def test_a_disabled_log_records_nothing_but_still_prunes(store):
+    signin_log = SigninLog(store, retention_days=90, enabled=False)
+    store.may_finish.set()
+
+    signin_log.record(signin())
+    signin_log.flush()  # the admin API's reads flush, which also prunes the audit log
+
+    assert store.signins(user_id=None, limit=10) == []
+    assert store.prunes == 1
+    signin_log.close()
