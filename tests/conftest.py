@@ -33,6 +33,16 @@ PORTAL = "https://portal.example.com"
 #: Signs the console's sessions; set, so that nothing is generated.
 CONSOLE_SECRET_KEY = "test-console-secret-0123456789abcdefghijklmnop"
 #: Every secret of the test deployment: nothing the service logs may hold one.
+#: Every admin call, one request each: (method, path, JSON body or None).
+ADMIN_CALLS = (
+    ("GET", "/v1/admin/settings", None),
+    ("PATCH", "/v1/admin/settings", {"auto_login_enabled": False}),
+    ("GET", "/v1/admin/epoch", None),
+    ("POST", "/v1/admin/epoch/bump", {"reason": "store test"}),
+    ("POST", "/v1/admin/users/42/revoke", {"reason": "store test"}),
+    ("GET", "/v1/admin/audit", None),
+    ("GET", "/v1/admin/signins", None),
+)
 SECRETS = [key for key, _ in API_KEYS.values()] + list(SIGNING_KEYS.values())
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import auth
+from tests.conftest import ADMIN_CALLS, auth
 
 LINK = {"user_id": "42", "email": "alice@example.com", "recipients": {"to": ["alice@example.com"]}}
 
@@ -124,18 +124,7 @@ class TestSqliteStoreGone:
         assert_store_unavailable(response)
         assert "user_id" not in response.json
 
-    @pytest.mark.parametrize(
-        ("method", "path", "body"),
-        (
-            ("GET", "/v1/admin/settings", None),
-            ("PATCH", "/v1/admin/settings", {"auto_login_enabled": False}),
-            ("GET", "/v1/admin/epoch", None),
-            ("POST", "/v1/admin/epoch/bump", {"reason": "store test"}),
-            ("POST", "/v1/admin/users/42/revoke", {"reason": "store test"}),
-            ("GET", "/v1/admin/audit", None),
-            ("GET", "/v1/admin/signins", None),
-        ),
-    )
+    @pytest.mark.parametrize(("method", "path", "body"), ADMIN_CALLS)
     def test_administration_is_503_store_unavailable(self, client, break_store, method, path, body):
         break_store()
 

@@ -15,21 +15,12 @@ import pytest
 import redis
 
 from service import close_app, create_app
-from tests.conftest import auth
+from tests.conftest import ADMIN_CALLS, auth
 from tests.support.redis_server import RedisServer
 
 LINK = {"user_id": "42", "email": "alice@example.com", "recipients": {"to": ["alice@example.com"]}}
 #: Generous bound for "answers, does not hang": the store's timeouts are 0.5 s.
 BOUND_SECONDS = 10
-ADMIN_CALLS = (
-    ("GET", "/v1/admin/settings", None),
-    ("PATCH", "/v1/admin/settings", {"auto_login_enabled": False}),
-    ("GET", "/v1/admin/epoch", None),
-    ("POST", "/v1/admin/epoch/bump", {"reason": "store test"}),
-    ("POST", "/v1/admin/users/42/revoke", {"reason": "store test"}),
-    ("GET", "/v1/admin/audit", None),
-    ("GET", "/v1/admin/signins", None),
-)
 
 
 def answer(call):
