@@ -32,7 +32,6 @@ SIGNING_KEYS = {
 PORTAL = "https://portal.example.com"
 #: Signs the console's sessions; set, so that nothing is generated.
 CONSOLE_SECRET_KEY = "test-console-secret-0123456789abcdefghijklmnop"
-#: Every secret of the test deployment: nothing the service logs may hold one.
 #: Every admin call, one request each: (method, path, JSON body or None).
 ADMIN_CALLS = (
     ("GET", "/v1/admin/settings", None),
@@ -43,6 +42,7 @@ ADMIN_CALLS = (
     ("GET", "/v1/admin/audit", None),
     ("GET", "/v1/admin/signins", None),
 )
+#: Every secret of the test deployment: nothing the service logs may hold one.
 SECRETS = [key for key, _ in API_KEYS.values()] + list(SIGNING_KEYS.values())
 
 
