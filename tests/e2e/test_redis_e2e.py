@@ -16,7 +16,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import redis
 import requests
 
 from tests.conftest import production_config
@@ -163,7 +162,7 @@ def test_data_of_the_wrong_shape_fails_closed_and_is_logged(redis_server, launch
     server = launch(redis_server.url)
     enable(server)
     token = issue(server, "shape")
-    raw = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    raw = redis_server.client()
     try:
         raw.delete(f"{launch.prefix}meta")
         raw.set(f"{launch.prefix}meta", "x")
@@ -340,7 +339,7 @@ def test_a_bad_store_url_stops_gunicorn_with_one_clear_line(tmp_path, store_url)
 
 def test_a_redis_holding_foreign_data_under_the_prefix_stops_gunicorn(tmp_path, redis_server):
     prefix = f"e2e-{secrets.token_hex(6)}:"
-    raw = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    raw = redis_server.client()
     try:
         raw.set(f"{prefix}meta", "someone else's")
         result = run_until_exit(tmp_path, redis_server.url, prefix)

@@ -12,7 +12,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-import redis
 
 from service import close_app, create_app
 from tests.conftest import ADMIN_CALLS, auth
@@ -47,9 +46,8 @@ def store_url(own_redis):
 
 @pytest.fixture
 def raw(own_redis):
-    client = redis.Redis.from_url(own_redis.url, decode_responses=True)
-    yield client
-    client.close()
+    with own_redis.client() as client:
+        yield client
 
 
 @pytest.fixture

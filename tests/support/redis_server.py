@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
+import redis
+
 __all__ = ["RedisServer", "RedisServerNotFoundError", "redis_server_binary"]
 
 #: Longest wait for a fresh server to answer PING (loading a big AOF included).
@@ -87,6 +89,10 @@ class RedisServer:
     def url(self) -> str:
         """The ``redis://`` URL of database 0."""
         return f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self) -> redis.Redis:
+        """A plain redis-py client of this server (strings in, strings out); close it after."""
+        return redis.Redis.from_url(self.url, decode_responses=True)
 
     @property
     def running(self) -> bool:

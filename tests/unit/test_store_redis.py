@@ -36,9 +36,8 @@ def prefix():
 
 @pytest.fixture
 def raw(server):
-    client = redis.Redis.from_url(server.url, decode_responses=True)
-    yield client
-    client.close()
+    with server.client() as client:
+        yield client
 
 
 @pytest.fixture
