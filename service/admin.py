@@ -15,6 +15,7 @@ from typing import Any
 from service.clock import isoformat
 from service.config import MIN_TTL_SECONDS
 from service.errors import ApiError
+from service.http import whole_number
 from service.links import validate_user_id
 from service.store import EpochInfo, Settings, Store
 
@@ -94,12 +95,12 @@ def validate_reason(value: Any) -> str:
 
 def validate_limit(raw: str) -> int:
     """Return a log read's ``limit`` (1 to 500), or raise ``invalid_request``."""
-    # isascii: str.isdigit() also accepts digits such as "²" that int() refuses.
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
+    limit = whole_number(raw, 1, MAX_LIMIT)
+    if limit is None:
         raise ApiError(
             400, "invalid_request", f"limit: must be a whole number from 1 to {MAX_LIMIT}"
         )
-    return int(raw)
+    return limit
 
 
 def bump_epoch(store: Store, metrics: Any, *, actor: str, reason: str, now: datetime) -> EpochInfo:

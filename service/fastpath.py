@@ -28,7 +28,7 @@ from flask import Flask
 from service.api.verify import FAILED_VERIFICATION, answer_json, parse_client
 from service.clock import utcnow
 from service.errors import ApiError, StoreError, TokenError
-from service.http import _refuse_constant, find_api_key
+from service.http import _refuse_constant, find_api_key, whole_number
 from service.logs import log_request, request_id
 from service.store import Signin
 from service.tokens import check_epochs, verify_token
@@ -84,10 +84,10 @@ class VerifyFastPath:
     @staticmethod
     def _body(environ: dict[str, Any]) -> bytes | None:
         """Read a small body and put it back for Flask; ``None`` to leave it to Flask."""
-        length = environ.get("CONTENT_LENGTH", "")
-        if not length.isdigit() or int(length) > MAX_FAST_BODY:
+        length = whole_number(environ.get("CONTENT_LENGTH", ""), 0, MAX_FAST_BODY)
+        if length is None:
             return None
-        body = environ["wsgi.input"].read(int(length))
+        body = environ["wsgi.input"].read(length)
         environ["wsgi.input"] = io.BytesIO(body)
         environ["CONTENT_LENGTH"] = str(len(body))
         return body

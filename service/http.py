@@ -26,7 +26,14 @@ from service.errors import (
     problem,
 )
 
-__all__ = ["find_api_key", "init_app", "match_api_key", "read_json", "require_role"]
+__all__ = [
+    "find_api_key",
+    "init_app",
+    "match_api_key",
+    "read_json",
+    "require_role",
+    "whole_number",
+]
 
 log = logging.getLogger("service")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -38,6 +45,23 @@ _HTTP_CODES = {
     413: "payload_too_large",
     415: "unsupported_media_type",
 }
+
+
+#: More digits than any count this service accepts; int() of a longer string
+#: is refused by Python itself (over 4300 digits), which would be a 500.
+_MAX_DIGITS = 18
+
+
+def whole_number(raw: str, low: int, high: int) -> int | None:
+    """Return ``raw`` as an int from ``low`` to ``high``, or ``None`` if it is anything else.
+
+    Only ASCII digits (``str.isdigit`` also takes "²", which ``int`` refuses),
+    and never so many that ``int`` itself fails.
+    """
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > _MAX_DIGITS:
+        return None
+    value = int(raw)
+    return value if low <= value <= high else None
 
 
 def _refuse_constant(name: str) -> Any:

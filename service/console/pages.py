@@ -18,6 +18,7 @@ from service.clock import utcnow
 from service.console import bp
 from service.console.display import FORM_UNITS, UNITS, duration, field_message, split_lifetime
 from service.errors import ApiError
+from service.http import whole_number
 from service.links import decide, parse_link_request
 
 __all__: list[str] = []
@@ -75,10 +76,11 @@ def save_settings() -> Any:
         "value": request.form.get("ttl_value", "").strip(),
         "unit": request.form.get("ttl_unit", ""),
     }
-    raw = form["value"]
-    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1 or form["unit"] not in UNITS:
+    # Any size: a lifetime above the maximum gets its own message below.
+    value = whole_number(form["value"], 1, 10**18)
+    if value is None or form["unit"] not in UNITS:
         return _settings_page(form, "Enter the lifetime as a whole number of hours or days.")
-    ttl = int(raw) * UNITS[form["unit"]]
+    ttl = value * UNITS[form["unit"]]
     if ttl > max_ttl:
         return _settings_page(
             form,
@@ -191,10 +193,9 @@ def revoke_user() -> Any:
 @bp.get("/audit")
 def audit() -> Any:
     """Show the audit log, newest first, in pages of 25 over the newest 500 events."""
-    raw = request.args.get("page", "1")
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_PAGE:
+    number = whole_number(request.args.get("page", "1"), 1, MAX_PAGE)
+    if number is None:
         raise ApiError(400, "invalid_request", f"There are pages 1 to {MAX_PAGE} of the log.")
-    number = int(raw)
     # One more than this page needs tells whether there is a next page.
     limit = min(number * PAGE_SIZE + 1, admin.MAX_LIMIT)
     events = _store().audit_events(limit=limit)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 
+import pytest
+
 from tests.conftest import auth
 
 
@@ -102,3 +104,23 @@ def test_a_failed_token_reads_the_store_once(app, client, links, monkeypatch):
     response = links.verify(token)
     assert response.json["code"] == "token_revoked"
     assert reads == ["42"]
+
+
+@pytest.mark.parametrize(
+    "length", ("²", "1" * 5000, "-1", ""), ids=("²", "5000 digits", "-1", "empty")
+)
+def test_an_odd_content_length_goes_to_flask_and_is_answered_there(client, links, length):
+    links.enable()
+    body = json.dumps({"token": links.token()})
+
+    response = client.post(
+        "/v1/tokens/verify",
+        data=body,
+        headers={**auth("portal-key"), "Content-Type": "application/json"},
+        environ_overrides={"CONTENT_LENGTH": length},
+    )
+
+    # Not a crash of the fast path: Flask reads no body from such a header.
+    assert response.status_code == 400
+    assert response.mimetype == "application/problem+json"
+    assert response.json["code"] == "invalid_json"
