@@ -24,7 +24,7 @@ import requests
 
 from service.portal import is_portal_path, post_json
 
-__all__ = ["EmailLinkRequest", "LinkClient", "PortalLink"]
+__all__ = ["EmailLinkRequest", "LinkClient", "PortalLink", "addresses"]
 
 log = logging.getLogger("service.client")
 
@@ -70,9 +70,9 @@ class EmailLinkRequest:
             "user_id": self.user_id,
             "email": self.email,
             "recipients": {
-                "to": _addresses(self.to),
-                "cc": _addresses(self.cc),
-                "bcc": _addresses(self.bcc),
+                "to": addresses(self.to),
+                "cc": addresses(self.cc),
+                "bcc": addresses(self.bcc),
             },
             "target": self.target,
         }
@@ -81,9 +81,13 @@ class EmailLinkRequest:
         object.__setattr__(self, "_body", body)
 
 
-def _addresses(value: Sequence[str] | str) -> list[str]:
-    # to="alice@example.com" means one address, not a list of characters.
-    return [value] if isinstance(value, str) else list(value)
+def addresses(value: Sequence[str] | str) -> list[str]:
+    """Return the addresses of a ``to``, ``cc`` or ``bcc`` given as a list or as one string."""
+    # to="alice@example.com" means one address, not a list of characters;
+    # cc="" means none.
+    if isinstance(value, str):
+        return [value] if value else []
+    return list(value)
 
 
 class _Fallback(Exception):

@@ -31,7 +31,7 @@ from email.message import EmailMessage
 
 import jinja2
 
-from service.client import LinkClient, PortalLink
+from service.client import LinkClient, PortalLink, addresses
 
 __all__ = [
     "PortalLinks",
@@ -71,7 +71,7 @@ class PortalLinks:
         self.client = client
         self.user_id = user_id
         self.email = email
-        self.recipients = (tuple(to), tuple(cc), tuple(bcc))
+        self.recipients = (tuple(addresses(to)), tuple(addresses(cc)), tuple(addresses(bcc)))
         self.ttl_seconds = ttl_seconds
         #: The links handed out so far, by target.
         self.issued: dict[str, PortalLink] = {}
@@ -160,9 +160,9 @@ def render_ticket_update(
     message["Subject"] = f"[Ticket #{context['ticket_id']}] {ticket_title}"
     message["From"] = sender
     if to:
-        message["To"] = ", ".join(to)
+        message["To"] = ", ".join(addresses(to))
     if cc:
-        message["Cc"] = ", ".join(cc)
+        message["Cc"] = ", ".join(addresses(cc))
     # Bcc addresses count for the link but are never written into the message.
     message.set_content(text, cte=_cte(text))
     message.add_alternative(html, subtype="html", cte=_cte(html))

@@ -90,6 +90,15 @@ def test_one_recipient_gets_the_same_token_link_in_both_parts(client):
     assert (text, html) == (rendered.text, rendered.html)
 
 
+def test_a_single_address_given_as_a_string_is_one_recipient_not_its_characters(client):
+    rendered = render_ticket_update(client, **ALICE, to="alice@example.com", cc="")
+    portal_link = make_portal_link(client, **ALICE, to="alice@example.com")
+
+    assert rendered.link.auto_login is True
+    assert rendered.message["To"] == "alice@example.com"
+    assert portal_link.get("/").auto_login is True
+
+
 @pytest.mark.parametrize(
     "recipients",
     (
