@@ -31,8 +31,10 @@ __all__ = [
 class TokenError(Exception):
     """Base class of every reason a link cannot sign anyone in."""
 
-    #: Short reason for logs and metrics; never the token itself.
+    #: Short reason for logs; never the token itself.
     reason = "invalid"
+    #: The contract's code for the portal, the metric and the sign-in log.
+    code = "token_invalid"
 
     #: The user id of a token whose signature checked out, else ``None``.
     #: Only a genuine token's claims are believed.
@@ -55,6 +57,7 @@ class ExpiredTokenError(TokenError):
     """A genuine token past its expiry plus the configured leeway."""
 
     reason = "expired"
+    code = "token_expired"
 
     def __init__(self, message: str, *, user_id: str, expired_at: int) -> None:
         super().__init__(message)
@@ -67,6 +70,7 @@ class RevokedTokenError(TokenError):
     """A genuine token issued before the last epoch bump, global or per user."""
 
     reason = "revoked"
+    code = "token_revoked"
 
     def __init__(
         self,
@@ -112,14 +116,12 @@ class ApiError(Exception):
         code: str,
         detail: str,
         *,
-        title: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(detail)
         self.status = status
         self.code = code
         self.detail = detail
-        self.title = title
         self.headers = headers or {}
 
 
@@ -144,7 +146,6 @@ def problem(
     *,
     title: str | None = None,
     headers: dict[str, str] | None = None,
-    extra: dict[str, Any] | None = None,
 ) -> Response:
     """Render an RFC 9457 problem document."""
     body: dict[str, Any] = {
@@ -154,8 +155,6 @@ def problem(
         "detail": detail,
         "code": code,
     }
-    if extra:
-        body.update(extra)
     response = Response(
         json.dumps(body, separators=(",", ":")), status=status, mimetype="application/problem+json"
     )

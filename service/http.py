@@ -199,7 +199,7 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(ApiError)
     def api_error(e: ApiError) -> Response:
-        return problem(e.status, e.code, e.detail, title=e.title, headers=e.headers)
+        return problem(e.status, e.code, e.detail, headers=e.headers)
 
     app.register_error_handler(TokenError, _token_problem)
 

@@ -11,8 +11,6 @@ from flask import Blueprint, current_app, g, jsonify, request
 from service.clock import from_seconds, isoformat, utcnow
 from service.errors import (
     ApiError,
-    ExpiredTokenError,
-    RevokedTokenError,
     StoreError,
     TokenError,
 )
@@ -24,7 +22,6 @@ from service.tokens import Claims, check_epochs, verify_token
 log = logging.getLogger("service")
 bp = Blueprint("verify", __name__, url_prefix="/v1/tokens")
 
-_OUTCOMES = {ExpiredTokenError: "token_expired", RevokedTokenError: "token_revoked"}
 #: WSGI environ key where the fast path (service/fastpath.py) leaves a
 #: verification it already ran and could not answer: ``(token, exception)``.
 FAILED_VERIFICATION = "autologin.failed_verification"
@@ -90,10 +87,10 @@ def verify() -> Any:
         # forged token costs us a round trip or is believed.
         check_epochs(claims, current_app.extensions["store"].token_state(claims.user_id))
     except TokenError as e:
-        outcome = _OUTCOMES.get(type(e), "token_invalid")
-        counter.labels(outcome).inc()
-        if e.user_id is not None and outcome != "token_invalid":
-            record_signin(e.user_id, outcome, ip, user_agent)
+        counter.labels(e.code).inc()
+        # Only a genuine token's user: expired or revoked, never invalid.
+        if e.user_id is not None:
+            record_signin(e.user_id, e.code, ip, user_agent)
         _count_failure(ip)
         raise
     counter.labels("ok").inc()

@@ -310,3 +310,17 @@ def test_duplicate_claims_are_refused_even_when_signed():
 def test_nbf_in_the_future_is_refused_when_present():
     with pytest.raises(MalformedTokenError):
         verify_token(mint(payload(nbf=int(T0.timestamp()) + 3600)), ring())
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    (
+        (MalformedTokenError, "token_invalid"),
+        (BadSignatureError, "token_invalid"),
+        (ExpiredTokenError, "token_expired"),
+        (RevokedTokenError, "token_revoked"),
+    ),
+)
+def test_each_token_error_carries_its_contract_code(error, code):
+    # The HTTP answer, the metric and the sign-in log all read this one attribute.
+    assert error.code == code
