@@ -36,7 +36,7 @@ import json
 import logging
 import secrets
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
@@ -57,7 +57,7 @@ from redis.exceptions import (
 )
 from redis.retry import Retry
 
-from service.clock import utcnow
+from service.clock import from_seconds, utcnow
 from service.errors import ConfigError, StoreDataError, StoreError, StoreUnavailableError
 from service.store import AuditEvent, EpochInfo, IssueState, Settings, Signin, TokenState
 
@@ -164,7 +164,6 @@ redis.call('ZADD', KEYS[4], seq, member)
 redis.call('ZREMRANGEBYRANK', KEYS[4], 0, -MAX_USER - 1)
 """
 )
-# KEYS: log, log_at; ARGV: '(' .. before, batch size, per-user key prefix or ''.
 # INCRBY, and a new window gets its expiry in the same step.
 _COUNTER_INCR = """
 local value = redis.call('INCRBY', KEYS[1], ARGV[1])
@@ -172,6 +171,7 @@ if value == tonumber(ARGV[1]) then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
 return value
 """
 
+# KEYS: log, log_at; ARGV: '(' .. before, batch size, per-user key prefix or ''.
 _PRUNE = """
 local seqs = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
 for _, seq in ipairs(seqs) do
@@ -197,10 +197,6 @@ _UNAVAILABLE = (
 )
 _UNAVAILABLE_CODES = ("BUSY ", "MISCONF ", "NOREPLICAS ")
 _COLUMNS = {"auto_login_enabled": int, "token_ttl_seconds": int}
-
-
-def _dt(value: float) -> datetime:
-    return datetime.fromtimestamp(value, UTC)
 
 
 def _int(value: object) -> int:
@@ -359,13 +355,18 @@ class RedisStore:
         args = [secrets.token_urlsafe(9), now, int(d.auto_login_enabled), d.token_ttl_seconds]
         return bool(self._create_script([*self._audit_keys, self._user_epochs], args))
 
+    def _recreate(self) -> None:
+        # The meta hash is gone after start: the data was lost (a restart
+        # without persistence, FLUSHALL). A new incarnation voids every token.
+        if self._create():
+            log.warning("Redis store %r was lost: new incarnation", self.key_prefix)
+
     def _run(self, script: Script, keys: list[str], args: Sequence[Any]) -> Any:
         # A script answers nil when the meta hash is gone: the store was lost.
         with self._guard:
             result = script(keys, args)
             if result is None:
-                if self._create():
-                    log.warning("Redis store %r was lost: new incarnation", self.key_prefix)
+                self._recreate()
                 result = script(keys, args)
         if result is None:
             raise StoreDataError(f"{self._meta_key} vanished right after it was created")
@@ -375,7 +376,7 @@ class RedisStore:
         with self._guard:
             raw = self.redis.hgetall(self._meta_key)
             if not raw:
-                self._create()
+                self._recreate()
                 raw = self.redis.hgetall(self._meta_key)
         return self._parse_meta(raw)
 
@@ -384,7 +385,7 @@ class RedisStore:
             return (
                 raw["incarnation"],
                 _int(raw["epoch"]),
-                _dt(float(raw["changed_at"])),
+                from_seconds(float(raw["changed_at"])),
                 raw["changed_by"],
                 raw["reason"],
                 bool(_int(raw["auto_login_enabled"])),
@@ -441,7 +442,7 @@ class RedisStore:
         key = self._signins if user_id is None else self._user_signins + user_id
         rows = self._log(key, limit)
         try:
-            signins = [Signin(_dt(at), u, o, ip, ua) for _, at, (u, o, ip, ua) in rows]
+            signins = [Signin(from_seconds(at), u, o, ip, ua) for _, at, (u, o, ip, ua) in rows]
         except (TypeError, ValueError, OverflowError) as e:
             raise StoreDataError(f"{key} holds an entry of the wrong shape: {e}") from e
         # Newest click first: workers write their buffered entries in batches,
@@ -453,7 +454,7 @@ class RedisStore:
         """Return up to ``limit`` audit events, newest first."""
         rows = self._log(self._audit, limit)
         try:
-            return [AuditEvent(_dt(at), a, act, d) for _, at, (a, act, d) in rows]
+            return [AuditEvent(from_seconds(at), a, act, d) for _, at, (a, act, d) in rows]
         except (TypeError, ValueError, OverflowError) as e:
             raise StoreDataError(f"{self._audit} holds an entry of the wrong shape: {e}") from e
 
@@ -478,7 +479,7 @@ class RedisStore:
         """Raise the global epoch by one atomically, audit it, return the new one."""
         at = now.timestamp()
         epoch = self._run(self._bump_script, self._audit_keys, (at, actor, reason))
-        return EpochInfo(int(epoch), _dt(at), actor, reason)
+        return EpochInfo(int(epoch), from_seconds(at), actor, reason)
 
     def revoke_user(self, user_id: str, *, actor: str, reason: str, now: datetime) -> int:
         """Raise ``user_id``'s epoch by one atomically, audit it, return the new one."""

@@ -175,6 +175,16 @@ def test_a_lost_store_is_recreated_with_a_new_incarnation_on_the_next_read(store
     assert event.detail == {"incarnation": state.incarnation}
 
 
+@pytest.mark.parametrize("read", ["token_state", "settings", "epoch"])
+def test_every_read_that_finds_the_store_lost_logs_the_new_incarnation(store, raw, read, caplog):
+    store.token_state("42")
+    raw.flushall()
+
+    getattr(store, read)(*(["42"] if read == "token_state" else []))
+
+    assert "was lost: new incarnation" in caplog.text
+
+
 @pytest.mark.parametrize("read", ["token_state", "issue_state", "revoke_user"])
 def test_losing_only_the_user_epochs_never_revives_a_revoked_user(store, raw, prefix, read):
     old = store.token_state("42").incarnation
