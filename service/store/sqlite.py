@@ -15,11 +15,11 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from service.clock import utcnow
+from service.clock import from_seconds, utcnow
 from service.errors import ConfigError, StoreDataError, StoreUnavailableError
 from service.store import AuditEvent, EpochInfo, IssueState, Settings, Signin, TokenState
 
@@ -95,10 +95,6 @@ _META = (
 
 def _ts(moment: datetime) -> float:
     return moment.timestamp()
-
-
-def _dt(value: float) -> datetime:
-    return datetime.fromtimestamp(value, UTC)
 
 
 class _Guard:
@@ -313,7 +309,7 @@ class SqliteStore:
 
     def epoch(self) -> EpochInfo:
         _, epoch, changed_at, changed_by, reason, _, _ = self._meta()
-        return EpochInfo(epoch, _dt(changed_at), changed_by, reason)
+        return EpochInfo(epoch, from_seconds(changed_at), changed_by, reason)
 
     def signins(self, *, user_id: str | None, limit: int) -> list[Signin]:
         with self._guard:
@@ -329,7 +325,7 @@ class SqliteStore:
                     " WHERE user_id = ? ORDER BY at DESC, id DESC LIMIT ?",
                     (user_id, limit),
                 )
-            return [Signin(_dt(at), u, o, ip, ua) for at, u, o, ip, ua in rows.fetchall()]
+            return [Signin(from_seconds(at), u, o, ip, ua) for at, u, o, ip, ua in rows.fetchall()]
 
     def audit_events(self, *, limit: int) -> list[AuditEvent]:
         with self._guard:
@@ -346,7 +342,7 @@ class SqliteStore:
                 parsed = json.loads(detail)
             except ValueError as e:
                 raise StoreDataError(f"audit event with unreadable detail: {e}") from e
-            events.append(AuditEvent(_dt(at), actor, action, parsed))
+            events.append(AuditEvent(from_seconds(at), actor, action, parsed))
         return events
 
     def ping(self) -> None:
@@ -370,7 +366,8 @@ class SqliteStore:
                 # never a column name written into SQL.
                 conn.execute(_SETTING_UPDATES[name], (int(value),))
             self._audit(conn, now, actor, "settings.update", dict(changes))
-        return self.settings()
+            # Read in the same transaction: what was written, not a later change.
+            return self.settings()
 
     def bump_epoch(self, *, actor: str, reason: str, now: datetime) -> EpochInfo:
         with self._write() as conn:
@@ -382,7 +379,7 @@ class SqliteStore:
             if row is None:
                 raise StoreDataError(f"SQLite store {self.path} has no meta row")
             self._audit(conn, now, actor, "epoch.bump", {"epoch": row[0], "reason": reason})
-        return EpochInfo(row[0], _dt(_ts(now)), actor, reason)
+        return EpochInfo(row[0], now, actor, reason)
 
     def revoke_user(self, user_id: str, *, actor: str, reason: str, now: datetime) -> int:
         with self._write() as conn:
