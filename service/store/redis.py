@@ -220,6 +220,10 @@ class _Guard:
     ) -> None:
         if isinstance(e, UnicodeDecodeError):
             raise StoreDataError(f"Redis at {self.where}: undecodable bytes: {e}") from e
+        if isinstance(e, OSError):
+            # redis-py wraps socket errors in ConnectionError nearly everywhere;
+            # one that slips through is the same failure: fail closed, 503.
+            raise StoreUnavailableError(f"Redis at {self.where}: {e}") from e
         if not isinstance(e, RedisError):
             return
         error: StoreError

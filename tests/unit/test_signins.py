@@ -25,10 +25,12 @@ class PruneGate(SqliteStore):
         self.calls_after_close: list[str] = []
         self.closed = False
         self.prunes = 0
+        self.pruned_by: set[str] = set()
 
     def prune(self, *, before: datetime) -> None:
         self._note("prune")
         self.prunes += 1
+        self.pruned_by.add(threading.current_thread().name)
         self.pruning.set()
         assert self.may_finish.wait(WAIT_SECONDS)
         super().prune(before=before)
@@ -123,3 +125,15 @@ def test_a_disabled_log_records_nothing_but_still_prunes(store):
     assert store.signins(user_id=None, limit=10) == []
     assert store.prunes == 1
     signin_log.close()
+
+
+def test_the_click_that_fills_the_buffer_writes_it_but_never_prunes(store, monkeypatch):
+    monkeypatch.setattr("service.signins.MAX_PENDING", 1)  # every click fills it
+    signin_log = SigninLog(store, retention_days=90)
+    store.may_finish.set()
+
+    signin_log.record(signin())  # written at once, by this thread
+
+    assert [s.user_id for s in store.signins(user_id=None, limit=10)] == ["42"]
+    signin_log.close()
+    assert threading.current_thread().name not in store.pruned_by

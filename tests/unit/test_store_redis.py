@@ -309,6 +309,8 @@ def test_a_prefix_holding_foreign_data_stops_the_start(server, raw, prefix):
         (redis.exceptions.ResponseError("BUSY running a script"), StoreUnavailableError),
         (redis.exceptions.ResponseError("WRONGTYPE Operation against a key"), StoreDataError),
         (redis.exceptions.ResponseError("hash value is not an integer"), StoreDataError),
+        # A socket error redis-py lets through: the same lost connection.
+        (BrokenPipeError("socket closed"), StoreUnavailableError),
     ],
     ids=lambda value: value.__name__ if isinstance(value, type) else str(value).split()[0],
 )
