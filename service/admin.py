@@ -26,6 +26,7 @@ __all__ = [
     "epoch_json",
     "revoke_user",
     "settings_json",
+    "update_settings",
     "validate_limit",
     "validate_reason",
     "validate_settings",
@@ -101,6 +102,14 @@ def validate_limit(raw: str) -> int:
             400, "invalid_request", f"limit: must be a whole number from 1 to {MAX_LIMIT}"
         )
     return limit
+
+
+def update_settings(
+    store: Store, body: Any, max_ttl: int, *, actor: str, now: datetime
+) -> dict[str, Any]:
+    """Check and apply a settings change (with its audit event); return the new settings."""
+    changes = validate_settings(body, max_ttl)
+    return settings_json(store.update_settings(changes, actor=actor, now=now), max_ttl)
 
 
 def bump_epoch(store: Store, metrics: Any, *, actor: str, reason: str, now: datetime) -> EpochInfo:

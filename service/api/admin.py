@@ -37,10 +37,11 @@ def get_settings() -> Any:
 @bp.patch("/settings")
 def update_settings() -> Any:
     """Change the switch or the default lifetime, for every worker at once."""
-    changes = admin.validate_settings(read_json(), _max_ttl())
+    store = current_app.extensions["store"]
     # The store applies the change and its audit event atomically.
-    settings = current_app.extensions["store"].update_settings(changes, actor=g.actor, now=utcnow())
-    return jsonify(admin.settings_json(settings, _max_ttl()))
+    return jsonify(
+        admin.update_settings(store, read_json(), _max_ttl(), actor=g.actor, now=utcnow())
+    )
 
 
 @bp.get("/epoch")

@@ -95,13 +95,10 @@ def save_settings() -> Any:
         flash("Nothing to save: the settings are as they were.", "info")
         return redirect(url_for("console.settings"))
     try:
-        changes = admin.validate_settings(body, max_ttl)
+        # The same call as PATCH /v1/admin/settings; it answers the new settings.
+        saved = admin.update_settings(_store(), body, max_ttl, actor=g.actor, now=utcnow())
     except ApiError as e:
         return _settings_page(form, field_message(e.detail))
-    # The same call as PATCH /v1/admin/settings; it answers the new settings.
-    saved = admin.settings_json(
-        _store().update_settings(changes, actor=g.actor, now=utcnow()), max_ttl
-    )
     state = "on" if saved["auto_login_enabled"] else "off"
     flash(
         f"Saved. Auto-login links are {state}; new links live "
