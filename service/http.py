@@ -27,8 +27,11 @@ from service.errors import (
 )
 
 __all__ = [
+    "allow_header",
     "find_api_key",
     "init_app",
+    "log_server_error",
+    "log_store_error",
     "match_api_key",
     "read_json",
     "require_role",
@@ -157,6 +160,26 @@ def require_role(*roles: str) -> Callable[[F], F]:
     return decorate
 
 
+def log_store_error(e: StoreError) -> None:
+    """Log a store failure: wrong-shape data is an error, an outage a warning."""
+    if isinstance(e, StoreDataError):
+        log.error("store holds data of the wrong shape: %s", e)
+    else:
+        log.warning("store unavailable: %s", e)
+
+
+def log_server_error(e: HTTPException) -> None:
+    """Log an unexpected error by its type only: its message might quote a request."""
+    original = getattr(e, "original_exception", None)
+    log.error("unhandled error in %s: %r", request.endpoint, type(original).__name__)
+
+
+def allow_header(e: HTTPException) -> dict[str, str]:
+    """Return the ``Allow`` header of a 405, else nothing."""
+    allow = e.get_response().headers.get("Allow") if e.code == 405 else None
+    return {"Allow": allow} if allow else {}
+
+
 def _token_problem(e: TokenError) -> Response:
     # Only a token whose signature checked out can reach expired or revoked;
     # the log gets the precise reason, the caller one of three codes.
@@ -205,10 +228,7 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(StoreError)
     def store_error(e: StoreError) -> Response:
-        if isinstance(e, StoreDataError):
-            log.error("store holds data of the wrong shape: %s", e)
-        else:
-            log.warning("store unavailable: %s", e)
+        log_store_error(e)
         return problem(
             503,
             "store_unavailable",
@@ -220,8 +240,7 @@ def init_app(app: Flask) -> None:
     def http_error(e: HTTPException) -> Response:
         status = e.code or 500
         if status >= 500:
-            original = getattr(e, "original_exception", None)
-            log.error("unhandled error in %s: %r", request.endpoint, type(original).__name__)
+            log_server_error(e)
             return problem(500, "internal_error", "an unexpected error; it has been logged")
         code = _HTTP_CODES.get(status, "bad_request")
         detail = {
@@ -229,7 +248,4 @@ def init_app(app: Flask) -> None:
             405: f"{request.method} is not allowed here",
             413: "the body is over 1 MiB",
         }.get(status, e.description or "bad request")
-        response = problem(status, code, detail)
-        if status == 405 and e.get_response().headers.get("Allow"):
-            response.headers["Allow"] = e.get_response().headers["Allow"]
-        return response
+        return problem(status, code, detail, headers=allow_header(e))

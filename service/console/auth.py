@@ -143,10 +143,8 @@ def signin() -> Any:
     # refused like a wrong one, so guessing faster gains nothing.
     try:
         ratelimit.hit("RATE_LIMIT_CONSOLE_SIGNIN", address)
-    except ApiError as e:
-        if e.status != 429:
-            raise
-        retry_after = e.headers.get("Retry-After", "60")
+    except ApiError as e:  # hit() raises only its 429, with Retry-After
+        retry_after = e.headers["Retry-After"]
         log.warning("console sign-in rate limited for %s", address)
         page, status = _refuse(
             f"Too many sign-in attempts from your address. Try again in {retry_after} seconds.",

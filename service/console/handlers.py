@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from flask import render_template, request
 from werkzeug.exceptions import HTTPException
 
 from service.console import bp
-from service.console.auth import CsrfError
-from service.errors import ApiError, StoreDataError, StoreError
+from service.errors import ApiError, StoreError
+from service.http import allow_header, log_server_error, log_store_error
 
 __all__: list[str] = []
-
-log = logging.getLogger("service.console")
 
 _TITLES = {
     400: "Bad request",
@@ -49,10 +46,7 @@ def api_error(e: ApiError) -> Any:
 @bp.app_errorhandler(StoreError)
 def store_error(e: StoreError) -> Any:
     """Show that the store is down; nothing was changed."""
-    if isinstance(e, StoreDataError):
-        log.error("store holds data of the wrong shape: %s", e)
-    else:
-        log.warning("store unavailable: %s", e)
+    log_store_error(e)
     return _page(
         503,
         "The store that holds the settings and logs cannot be reached, so nothing was "
@@ -61,25 +55,15 @@ def store_error(e: StoreError) -> Any:
     )
 
 
-@bp.app_errorhandler(CsrfError)
-def csrf_error(e: CsrfError) -> Any:
-    """Refuse a post without this session's CSRF token."""
-    return _page(403, e.description or "Refused.")
-
-
 @bp.app_errorhandler(HTTPException)
 def http_error(e: HTTPException) -> Any:
-    """Show 404, 405, 413 and the rest as pages of the console."""
+    """Show 403 (a missing CSRF token), 404, 405, 413 and the rest as pages of the console."""
     status = e.code or 500
     if status >= 500:
-        original = getattr(e, "original_exception", None)
-        log.error("unhandled error in %s: %r", request.endpoint, type(original).__name__)
+        log_server_error(e)
         return _page(500, _MESSAGES[500])
     if status == 405:
         message = f"This page cannot be opened with {request.method}."
     else:
         message = _MESSAGES.get(status, e.description or _MESSAGES[400])
-    headers = {}
-    if status == 405 and e.get_response().headers.get("Allow"):
-        headers["Allow"] = e.get_response().headers["Allow"]
-    return _page(status, message, headers)
+    return _page(status, message, allow_header(e))
