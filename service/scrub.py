@@ -68,9 +68,8 @@ def _spelled(text: str, depth: int) -> str:
 
 @dataclass(frozen=True)
 class _Depth:
-    """The patterns that read a link percent-encoded ``depth`` times."""
+    """The patterns that read a link percent-encoded a given number of times."""
 
-    depth: int
     after_host: re.Pattern[str]  # optional dot, port, base path; then / or ?
     path: re.Pattern[str]
     query: re.Pattern[str]  # the ? that starts the query
@@ -104,7 +103,6 @@ def _depth(depth: int, base_path: str, param: str, html: bool) -> _Depth:
         unit = f"(?:[{_TOKEN_CHARS}]|%(?!{ends}))"
     name = _spelled(param, depth) + _spelled("=", depth)
     return _Depth(
-        depth=depth,
         after_host=re.compile(
             rf"\.?(?:{_spelled(':', depth)}(?P<port>[0-9]{{1,5}}))?{_spelled(base_path, depth)}"
             rf"(?={_spelled('/', depth)}|{_spelled('?', depth)})"

@@ -70,12 +70,9 @@ def init_app(app: Flask) -> None:
     console.extensions = app.extensions
     console.register_blueprint(bp)
     console.after_request(_security_headers)
-    # The same JSON access log line as the API, and the session key never logged.
-    logs.init_app(
-        console,
-        secrets=[deployment.secret_key.decode()],
-        token_param=deployment.token_param,
-    )
+    # The same JSON access log line as the API. Redaction is process-wide:
+    # create_app registered SECRET_KEY with the signing keys already.
+    logs.init_app(console, secrets=(), token_param=deployment.token_param)
 
     wsgi = console.wsgi_app
     hops = deployment.console_trusted_proxies

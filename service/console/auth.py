@@ -40,8 +40,8 @@ __all__ = ["ConsoleSessionInterface", "CsrfError", "csrf_token"]
 
 log = logging.getLogger("service.console")
 
-#: Endpoints open without a session: the sign-in page and the stylesheet.
-PUBLIC = frozenset({"console.signin", "console.static"})
+#: Endpoints open without a session (the stylesheet is let through before any check).
+PUBLIC = frozenset({"console.signin"})
 #: Methods that change something and so must carry the CSRF token.
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 CSRF_FIELD = "csrf_token"
