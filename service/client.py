@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import requests
@@ -63,9 +63,9 @@ class EmailLinkRequest:
     bcc: Sequence[str] = ()
     target: str = "/"
     ttl_seconds: int | None = None
-    _body: dict[str, Any] = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
+    def to_json(self) -> dict[str, Any]:
+        """Return the ``POST /v1/links`` body of this email."""
         body: dict[str, Any] = {
             "user_id": self.user_id,
             "email": self.email,
@@ -78,7 +78,7 @@ class EmailLinkRequest:
         }
         if self.ttl_seconds is not None:
             body["ttl_seconds"] = self.ttl_seconds
-        object.__setattr__(self, "_body", body)
+        return body
 
 
 def addresses(value: Sequence[str] | str) -> list[str]:
@@ -153,7 +153,7 @@ class LinkClient:
         if not is_portal_path(target):
             return self._fallback(request, "service_error", "target is not a path on the portal")
         try:
-            answer = self._post("/v1/links", request._body)
+            answer = self._post("/v1/links", request.to_json())
             return self._answer(answer, request)
         except _Fallback as e:
             return self._fallback(request, e.reason, e.why)
@@ -178,7 +178,9 @@ class LinkClient:
                 )
         if sent:
             try:
-                answer = self._post("/v1/links/batch", {"items": [chunk[i]._body for i in sent]})
+                answer = self._post(
+                    "/v1/links/batch", {"items": [chunk[i].to_json() for i in sent]}
+                )
                 answers = answer.get("items") if isinstance(answer, dict) else None
                 if not isinstance(answers, list) or len(answers) != len(sent):
                     raise _Fallback("service_unavailable", "batch answer of the wrong shape")
