@@ -22,7 +22,8 @@ from typing import Any
 
 import requests
 
-from service.portal import is_portal_path, post_json
+from service.portal import is_portal_path
+from service.transport import ServiceClient
 
 __all__ = ["EmailLinkRequest", "LinkClient", "PortalLink", "addresses"]
 
@@ -99,7 +100,7 @@ class _Fallback(Exception):
         self.why = why
 
 
-class LinkClient:
+class LinkClient(ServiceClient):
     """A keep-alive client of ``POST /v1/links`` and ``/v1/links/batch`` (role ``issuer``).
 
     :param service_url: the service's base URL.
@@ -121,14 +122,14 @@ class LinkClient:
         read_timeout: float = 3.0,
         session: requests.Session | None = None,
     ) -> None:
-        self.service_url = service_url.rstrip("/")
+        super().__init__(
+            service_url,
+            api_key,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            session=session,
+        )
         self.portal_base_url = portal_base_url.rstrip("/")
-        self._headers = {"Authorization": f"Bearer {api_key}", "Accept": "application/json"}
-        self._timeout = (connect_timeout, read_timeout)
-        self._own_session = session is None
-        #: One keep-alive session, reused by every call (and thread-safe enough
-        #: for that: requests pools its connections).
-        self.session = session or requests.Session()
 
     def __repr__(self) -> str:  # never the key
         return f"LinkClient({self.service_url!r}, portal_base_url={self.portal_base_url!r})"
@@ -200,16 +201,8 @@ class LinkClient:
         return [link for link in out if link is not None]
 
     def _post(self, path: str, body: dict[str, Any]) -> Any:
-        status, answer = post_json(
-            self.session,
-            self.service_url + path,
-            body,
-            headers=self._headers,
-            timeout=self._timeout,
-            error=_Fallback,
-        )
+        status, answer, code = self.post(path, body, error=_Fallback)
         if status != 200:
-            code = answer.get("code") if isinstance(answer, dict) else None
             reason = "service_error" if 400 <= status < 500 else "service_unavailable"
             raise _Fallback(reason, f"HTTP {status} {code or ''}".strip())
         return answer
@@ -247,14 +240,3 @@ class LinkClient:
     def _plain(self, request: EmailLinkRequest, reason: str) -> PortalLink:
         target = request.target if is_portal_path(request.target) else "/"
         return PortalLink(self.portal_base_url + target, False, reason, None)
-
-    def close(self) -> None:
-        """Close the keep-alive session (if this client opened it)."""
-        if self._own_session:
-            self.session.close()
-
-    def __enter__(self) -> LinkClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -23,14 +23,13 @@ library and ``requests``; :class:`FlaskAutoLogin` imports Flask when used.
 from __future__ import annotations
 
 import html
-import json
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, unquote_plus, urlsplit
 
-import requests
+from service.transport import ServiceClient
 
 __all__ = [
     "FAILURE_REASONS",
@@ -41,7 +40,6 @@ __all__ = [
     "VerificationError",
     "Verifier",
     "is_portal_path",
-    "post_json",
 ]
 
 log = logging.getLogger("service.portal")
@@ -86,35 +84,6 @@ class VerificationError(Exception):
         self.detail = detail
 
 
-def post_json(
-    session: requests.Session,
-    url: str,
-    body: Mapping[str, Any],
-    *,
-    headers: Mapping[str, str],
-    timeout: tuple[float, float],
-    error: Callable[[str, str], Exception],
-) -> tuple[int, Any]:
-    """POST ``body`` to the service; return the status and the JSON answer.
-
-    No answer, or one that is not JSON, raises ``error("service_unavailable",
-    why)``: the portal (this module) and the email helper (``service.client``)
-    both fall back the same way.
-    """
-    try:
-        response = session.post(url, json=body, headers=headers, timeout=timeout)
-    except requests.Timeout as e:
-        raise error("service_unavailable", "timed out") from e
-    except requests.ConnectionError as e:
-        raise error("service_unavailable", "cannot connect") from e
-    except requests.RequestException as e:
-        raise error("service_unavailable", type(e).__name__) from e
-    try:
-        return response.status_code, json.loads(response.content)
-    except ValueError as e:
-        raise error("service_unavailable", f"HTTP {response.status_code}, body is not JSON") from e
-
-
 @dataclass(frozen=True)
 class Verified:
     """The service's answer for a genuine, current token."""
@@ -147,31 +116,12 @@ def is_portal_path(value: object) -> bool:
     )
 
 
-class Verifier:
+class Verifier(ServiceClient):
     """Ask the service who a token signs in: ``POST /v1/tokens/verify`` with the portal key.
 
-    :param service_url: the service's base URL, e.g. ``https://autologin.internal``.
-    :param api_key: an API key with the ``portal`` role; sent as a Bearer token.
+    Takes the arguments of :class:`~service.transport.ServiceClient`; ``api_key``
+    is a key with the ``portal`` role.
     """
-
-    def __init__(
-        self,
-        service_url: str,
-        api_key: str,
-        *,
-        connect_timeout: float = 1.0,
-        read_timeout: float = 3.0,
-        session: requests.Session | None = None,
-    ) -> None:
-        self._url = service_url.rstrip("/") + "/v1/tokens/verify"
-        self._headers = {"Authorization": f"Bearer {api_key}", "Accept": "application/json"}
-        self._timeout = (connect_timeout, read_timeout)
-        self._own_session = session is None
-        #: One keep-alive session: a sign-in costs one round trip, not a handshake too.
-        self.session = session or requests.Session()
-
-    def __repr__(self) -> str:  # never the key
-        return f"Verifier({self._url!r})"
 
     def verify(
         self, token: str, *, ip: str | None = None, user_agent: str | None = None
@@ -186,15 +136,7 @@ class Verifier:
         if user_agent:
             client["user_agent"] = user_agent[:512]
         body = {"token": token, "client": client}
-        status, answer = post_json(
-            self.session,
-            self._url,
-            body,
-            headers=self._headers,
-            timeout=self._timeout,
-            error=VerificationError,
-        )
-        code = answer.get("code") if isinstance(answer, dict) else None
+        status, answer, code = self.post("/v1/tokens/verify", body, error=VerificationError)
         if status == 401 and code in _TOKEN_CODES:
             raise VerificationError(code, code)
         if status != 200:
@@ -212,11 +154,6 @@ class Verifier:
             log.warning("auto-login: the verified target is not a path on this portal; using /")
             target = "/"
         return Verified(answer["user_id"], target, answer)
-
-    def close(self) -> None:
-        """Close the session if this verifier opened it."""
-        if self._own_session:
-            self.session.close()
 
 
 def _split_query(query: str, param: str) -> tuple[list[str], list[str]]:

@@ -1,0 +1,87 @@
+"""Calling the service from outside: one keep-alive JSON client for both ends of the link.
+
+The portal's :class:`~service.portal.Verifier` and the email helper's
+:class:`~service.client.LinkClient` are both a :class:`ServiceClient`: one API
+key, bounded connect and read timeouts, one ``requests`` session, and the
+same answer when the service cannot be asked (they then fall back, each in
+its own way). Only the standard library and ``requests`` are needed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any, Self
+
+import requests
+
+__all__ = ["ServiceClient"]
+
+
+class ServiceClient:
+    """POST JSON to the service with an API key; a base of the two callers' clients.
+
+    :param service_url: the service's base URL, e.g. ``https://autologin.internal``.
+    :param api_key: the caller's API key; sent as ``Authorization: Bearer``, never shown.
+    :param connect_timeout: seconds to wait for a connection.
+    :param read_timeout: seconds to wait for the answer.
+    :param session: a ``requests.Session`` to share; by default one of its own.
+    """
+
+    def __init__(
+        self,
+        service_url: str,
+        api_key: str,
+        *,
+        connect_timeout: float = 1.0,
+        read_timeout: float = 3.0,
+        session: requests.Session | None = None,
+    ) -> None:
+        self.service_url = service_url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {api_key}", "Accept": "application/json"}
+        self._timeout = (connect_timeout, read_timeout)
+        self._own_session = session is None
+        #: One keep-alive session, reused by every call (requests pools its
+        #: connections): a call costs one round trip, not a handshake too.
+        self.session = session or requests.Session()
+
+    def __repr__(self) -> str:  # never the key
+        return f"{type(self).__name__}({self.service_url!r})"
+
+    def post(
+        self, path: str, body: Mapping[str, Any], *, error: Callable[[str, str], Exception]
+    ) -> tuple[int, Any, str | None]:
+        """POST ``body`` to ``path``; return the status, the JSON answer and its ``code``.
+
+        No answer, or one that is not JSON, raises ``error("service_unavailable",
+        why)``. ``code`` is the problem document's code of an error answer, else ``None``.
+        """
+        try:
+            response = self.session.post(
+                self.service_url + path, json=body, headers=self._headers, timeout=self._timeout
+            )
+        except requests.Timeout as e:
+            raise error("service_unavailable", "timed out") from e
+        except requests.ConnectionError as e:
+            raise error("service_unavailable", "cannot connect") from e
+        except requests.RequestException as e:
+            raise error("service_unavailable", type(e).__name__) from e
+        try:
+            answer = json.loads(response.content)
+        except ValueError as e:
+            raise error(
+                "service_unavailable", f"HTTP {response.status_code}, body is not JSON"
+            ) from e
+        code = answer.get("code") if isinstance(answer, dict) else None
+        return response.status_code, answer, code
+
+    def close(self) -> None:
+        """Close the session if this client opened it."""
+        if self._own_session:
+            self.session.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
