@@ -193,9 +193,8 @@ def _query(pieces: list[str]) -> str:
     return "&".join(quote(p.encode("latin-1", "replace"), safe=_QUERY_SAFE) for p in pieces)
 
 
-def _strip_token(environ: dict[str, Any], param: str) -> dict[str, Any]:
-    """Return a copy of ``environ`` whose query (and raw URI) no longer holds the token."""
-    _, others = _split_query(environ.get("QUERY_STRING", ""), param)
+def _strip_token(environ: dict[str, Any], others: list[str]) -> dict[str, Any]:
+    """Return a copy of ``environ`` whose query (and raw URI) holds only ``others``."""
     stripped = dict(environ)
     stripped["QUERY_STRING"] = "&".join(others)
     for key in ("REQUEST_URI", "RAW_URI"):
@@ -203,6 +202,12 @@ def _strip_token(environ: dict[str, Any], param: str) -> dict[str, Any]:
             path = stripped[key].split("?", 1)[0]
             stripped[key] = path + ("?" + stripped["QUERY_STRING"] if others else "")
     return stripped
+
+
+def _page(environ: Mapping[str, Any], others: list[str]) -> str:
+    """Return the request's address with only ``others`` in its query: where a failure lands."""
+    query = _query(others)
+    return _quote_path(environ) + ("?" + query if query else "")
 
 
 _CONFIRM_PAGE = """<!doctype html>
@@ -274,26 +279,20 @@ class AutoLoginMiddleware:
         method = environ.get("REQUEST_METHOD", "GET").upper()
         if self.confirm and method == "POST" and environ.get("PATH_INFO", "") == self.confirm_path:
             return self._confirmed(environ, start_response)
-        tokens, _ = _split_query(environ.get("QUERY_STRING", ""), self.token_param)
+        tokens, others = _split_query(environ.get("QUERY_STRING", ""), self.token_param)
         if not tokens:
             return self.app(environ, start_response)
-        stripped = _strip_token(environ, self.token_param)
+        stripped = _strip_token(environ, others)
         if method != "GET" or _prefetch(environ):
             # HEAD, OPTIONS, POST, ..., and a browser's speculative prefetch:
             # link scanners and previews. They never sign in and never spend a
             # verification; the application answers them as it would without
             # the token, which it never sees.
             return self.app(stripped, start_response)
-        page = self._page(stripped)
+        page = _page(stripped, others)
         if self.confirm:
             return self._confirm_page(environ, start_response, tokens[0], page)
         return self._sign_in(stripped, start_response, tokens[0], page)
-
-    def _page(self, stripped: Mapping[str, Any]) -> str:
-        """Return this request's own address without the token: where a failure lands."""
-        _, others = _split_query(stripped.get("QUERY_STRING", ""), self.token_param)
-        query = _query(others)
-        return _quote_path(stripped) + ("?" + query if query else "")
 
     def _sign_in(
         self,
