@@ -43,8 +43,7 @@ def settings_json(settings: Settings, max_ttl: int) -> dict[str, Any]:
     """Return the contract's JSON shape of the settings."""
     return {
         "auto_login_enabled": settings.auto_login_enabled,
-        # A lifetime saved under a higher ceiling is never used above today's.
-        "token_ttl_seconds": min(settings.token_ttl_seconds, max_ttl),
+        "token_ttl_seconds": settings.ttl_within(max_ttl),
         "max_token_ttl_seconds": max_ttl,
     }
 

@@ -209,7 +209,7 @@ def build_links(
     now: datetime,
 ) -> list[LinkAnswer]:
     """Answer each request: a token link when the rules allow, else the plain link."""
-    default_ttl = min(state.settings.token_ttl_seconds, ring.max_ttl_seconds)
+    default_ttl = state.settings.ttl_within(ring.max_ttl_seconds)
     answers = []
     for request in requests:
         reason = decide(request, enabled=state.settings.auto_login_enabled)

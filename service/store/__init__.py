@@ -38,6 +38,11 @@ class Settings:
     auto_login_enabled: bool
     token_ttl_seconds: int
 
+    def ttl_within(self, max_ttl: int) -> int:
+        """Return the default lifetime in force under today's ceiling ``max_ttl``."""
+        # A lifetime saved under a higher MAX_TOKEN_TTL_SECONDS is never used above today's.
+        return min(self.token_ttl_seconds, max_ttl)
+
 
 @dataclass(frozen=True)
 class EpochInfo:
