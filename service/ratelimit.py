@@ -86,7 +86,8 @@ def hit(setting: str, *identifiers: str) -> None:
     item = current_app.extensions["rate_limits"][setting]
     if limiter.hit(item, setting, *identifiers):
         return
-    reset = limiter.get_window_stats(item, setting, *identifiers).reset_time
+    # Only the window's end is needed: one read, not get_window_stats()'s two.
+    reset = limiter.storage.get_expiry(item.key_for(setting, *identifiers))
     retry_after = max(1, math.ceil(reset - utcnow().timestamp()))
     raise ApiError(
         429,
