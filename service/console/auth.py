@@ -163,7 +163,7 @@ def signin() -> Any:
     # A fresh session (and CSRF token) at sign-in: nothing planted before survives.
     session.clear()
     now = _now()
-    session.update(key_name=key.name, signed_in_at=now, last_seen=now)
+    session.update(key_name=key.name, last_seen=now)
     session[CSRF_FIELD] = secrets.token_urlsafe(32)
     log.info("console sign-in: %s from %s", key.name, address)
     return redirect(url_for("console.settings"))
