@@ -34,7 +34,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import secrets
+import threading
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
@@ -44,10 +46,12 @@ from urllib.parse import parse_qsl, quote, urlsplit
 from redis import Redis
 from redis.backoff import NoBackoff
 from redis.commands.core import Script
+from redis.connection import ConnectionPool
 from redis.exceptions import (
     ClusterDownError,
     ConnectionError,
     NoPermissionError,
+    NoScriptError,
     OutOfMemoryError,
     ReadOnlyError,
     RedisError,
@@ -155,15 +159,21 @@ for i = 1, #ARGV, 1000 do  -- unpack() has a stack limit
 end
 return {meta, epochs}
 """
-# KEYS: seq, signins, signins_at, signins:<user>; ARGV: at, entry, per-user key prefix.
-_SIGNIN = (
+# KEYS: seq, signins, signins_at; ARGV: per-user key prefix, then (at, entry, user)
+# for each sign-in of the batch. The per-user keys are derived, as prune does.
+_SIGNINS = (
     _APPEND
     + """
-local seq, member = append(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3])
-redis.call('ZADD', KEYS[4], seq, member)
-redis.call('ZREMRANGEBYRANK', KEYS[4], 0, -MAX_USER - 1)
+for i = 2, #ARGV, 3 do
+  local seq, member = append(KEYS[1], KEYS[2], KEYS[3], ARGV[i], ARGV[i + 1], ARGV[1])
+  local userkey = ARGV[1] .. ARGV[i + 2]
+  redis.call('ZADD', userkey, seq, member)
+  redis.call('ZREMRANGEBYRANK', userkey, 0, -MAX_USER - 1)
+end
 """
 )
+#: Sign-ins a script appends at most, so that one script never blocks Redis for long.
+_SIGNIN_BATCH = 100
 # INCRBY, and a new window gets its expiry in the same step.
 _COUNTER_INCR = """
 local value = redis.call('INCRBY', KEYS[1], ARGV[1])
@@ -236,6 +246,46 @@ class _Guard:
         raise error from e
 
 
+def _bulk(text: str) -> bytes:
+    data = text.encode()
+    return b"$%d\r\n%b\r\n" % (len(data), data)
+
+
+class _ClickConnection:
+    """The connection a process keeps for the click's epoch read.
+
+    redis-py's way for one command (pool checkout and release, packing,
+    its event hooks) costs this machine more CPU than the round trip
+    itself. The click's read is always the same script on the same two
+    keys, so its request is packed once, and this connection skips the
+    pool. It is used only by one thread at a time and only in the process
+    that made it; a caller that finds it busy takes the pool's way.
+    """
+
+    __slots__ = ("pid", "lock", "connection")
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self.pid = os.getpid()
+        self.lock = threading.Lock()
+        self.connection = pool.make_connection()  # connects on first use
+
+    def call(self, request: bytes) -> Any:
+        """Send one packed request and return its reply (a redis-py error is raised)."""
+        connection = self.connection
+        connection.connect()  # nothing to do when connected
+        # As the pool does before lending a connection: one that Redis closed
+        # (a restart) or that holds stray data is replaced, not used.
+        try:
+            stale = connection.can_read()
+        except (ConnectionError, TimeoutError, OSError):
+            stale = True
+        if stale:
+            connection.disconnect()
+            connection.connect()
+        connection.send_packed_command([request], check_health=False)
+        return connection.read_response()  # disconnects on a timeout or a broken reply
+
+
 class RedisStore:
     """The :class:`~service.store.Store` on one (standalone) Redis."""
 
@@ -271,10 +321,15 @@ class RedisStore:
         self._settings_script = script(_AUDIT + _SETTINGS)
         self._token_script = script(_TOKEN_STATE)
         self._issue_script = script(_ISSUE_STATE)
-        self._signin_script = script(_SIGNIN)
+        self._signins_script = script(_SIGNINS)
         self._prune_script = script(_PRUNE)
         self._counter_script = script(_COUNTER_INCR)
         self._counter_prefix = f"{p}rl:"
+        # EVALSHA <sha> 2 meta user_epochs <user id>: all but the user id, packed once.
+        self._token_request = b"*6\r\n" + b"".join(
+            map(_bulk, ("EVALSHA", self._token_script.sha, "2", *self._token_keys))
+        )
+        self._click = _ClickConnection(client.connection_pool)
         with self._guard:
             if self._create():
                 log.info("created a new store under %r in Redis at %s", p, where)
@@ -400,7 +455,22 @@ class RedisStore:
 
     def token_state(self, user_id: str) -> TokenState:
         """Read the incarnation, the global epoch and ``user_id``'s epoch at once."""
-        incarnation, epoch, user_epoch = self._run(self._token_script, self._token_keys, (user_id,))
+        reply = None
+        click = self._click
+        if click.pid != os.getpid():  # forked: the parent's connection is not ours
+            click = self._click = _ClickConnection(self.redis.connection_pool)
+        if click.lock.acquire(blocking=False):
+            try:
+                with self._guard:
+                    try:
+                        reply = click.call(self._token_request + _bulk(user_id))
+                    except NoScriptError:
+                        pass  # Redis restarted or flushed its scripts: the pool's way loads it
+            finally:
+                click.lock.release()
+        if reply is None:  # busy, no script, or the store was lost: the pool's way handles each
+            reply = self._run(self._token_script, self._token_keys, (user_id,))
+        incarnation, epoch, user_epoch = reply
         try:
             if incarnation is None:
                 raise ValueError("no incarnation")
@@ -491,19 +561,16 @@ class RedisStore:
         return int(self._run(self._revoke_script, self._revoke_keys, args))
 
     def record_signins(self, signins: Sequence[Signin]) -> None:
-        """Append several entries to the sign-in log in one round trip."""
+        """Append entries to the sign-in log: one round trip per ``_SIGNIN_BATCH`` entries."""
+        keys = [self._seq, self._signins, f"{self._signins}_at"]
+        args: list[Any] = []
+        for s in signins:
+            entry = json.dumps([s.user_id, s.outcome, s.ip, s.user_agent])
+            args += (s.at.timestamp(), entry, s.user_id)
+        step = 3 * _SIGNIN_BATCH
         with self._guard:
-            pipe = self.redis.pipeline(transaction=False)
-            for s in signins:
-                entry = json.dumps([s.user_id, s.outcome, s.ip, s.user_agent])
-                keys = [
-                    self._seq,
-                    self._signins,
-                    f"{self._signins}_at",
-                    self._user_signins + s.user_id,
-                ]
-                self._signin_script(keys, [s.at.timestamp(), entry, self._user_signins], pipe)
-            pipe.execute()
+            for i in range(0, len(args), step):
+                self._signins_script(keys, [self._user_signins, *args[i : i + step]])
 
     def prune(self, *, before: datetime) -> None:
         """Drop audit and sign-in entries older than ``before``."""
@@ -543,4 +610,6 @@ class RedisStore:
 
     def close(self) -> None:
         """Release connections held by this process."""
+        if self._click.pid == os.getpid():
+            self._click.connection.disconnect()
         self.redis.close()

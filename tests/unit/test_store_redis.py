@@ -8,6 +8,7 @@ import json
 import os
 import secrets
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -100,6 +101,52 @@ def test_token_state_is_one_round_trip(store, server, raw, sends):
     store.token_state("42")
     assert sends[0] == 1
     assert raw.info("commandstats")["cmdstat_evalsha"]["calls"] == evalsha_before + 1
+
+
+def test_the_click_read_loads_the_script_again_after_redis_forgot_it(store, raw, sends):
+    store.bump_epoch(actor="a", reason="r", now=T0)
+    store.token_state("42")
+    raw.script_flush()  # as after a restart without persistence of scripts
+    assert store.token_state("42").epoch == 2
+    sends[0] = 0
+    assert store.token_state("42").epoch == 2
+    assert sends[0] == 1  # the click's own connection again, the script known
+
+
+def test_a_thread_finding_the_click_connection_busy_reads_through_the_pool(store):
+    store.revoke_user("42", actor="a", reason="r", now=T0)
+    expected = store.token_state("42")
+    with store._click.lock:  # another thread is reading
+        assert store.token_state("42") == expected
+        assert store.token_state("7").user_epoch == 0
+
+
+def test_many_threads_reading_at_once_all_get_the_right_epochs(store):
+    store.revoke_user("42", actor="a", reason="r", now=T0)
+    results = []
+
+    def read():
+        results.extend(store.token_state(u).user_epoch for u in ("42", "7") * 50)
+
+    threads = [threading.Thread(target=read) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results.count(1) == results.count(0) == 300
+
+
+def test_close_releases_every_connection_of_the_store(server, raw, prefix):
+    before = raw.info("clients")["connected_clients"]
+    store = RedisStore.from_url(server.url, defaults=DEFAULTS, key_prefix=prefix)
+    store.token_state("42")
+    store.settings()
+    assert raw.info("clients")["connected_clients"] == before + 2  # the pool's and the click's
+    store.close()
+    deadline = time.monotonic() + 5  # Redis notices a closed connection on its next loop
+    while raw.info("clients")["connected_clients"] != before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert raw.info("clients")["connected_clients"] == before
 
 
 def test_issue_state_is_one_round_trip_for_many_users(store, sends):
@@ -314,14 +361,28 @@ def test_a_prefix_holding_foreign_data_stops_the_start(server, raw, prefix):
     ],
     ids=lambda value: value.__name__ if isinstance(value, type) else str(value).split()[0],
 )
-def test_redis_errors_become_store_errors(store, monkeypatch, error, expected):
+@pytest.mark.parametrize("path", ["click connection", "pool"])
+def test_redis_errors_become_store_errors(store, monkeypatch, error, expected, path):
+    store.token_state("42")  # the script is loaded, the click's connection open
+
     def fail(*args, **kwargs):
         raise error
 
-    monkeypatch.setattr(store.redis, "evalsha", fail)
+    if path == "pool":  # the way a second thread, or a reloaded script, takes
+        monkeypatch.setattr(store._click, "lock", _BusyLock())
+        monkeypatch.setattr(store.redis, "evalsha", fail)
+    else:
+        monkeypatch.setattr(Connection, "read_response", fail)
     with pytest.raises(expected) as exc_info:
         store.token_state("42")
     assert exc_info.value.__cause__ is error
+
+
+class _BusyLock:
+    """A lock some other thread holds."""
+
+    def acquire(self, blocking=True):
+        return False
 
 
 def test_the_client_has_bounded_timeouts_and_no_retries(open_):
@@ -407,7 +468,8 @@ def test_a_forked_worker_gets_its_own_connections(store):
             child_state = store.token_state("42")
             epoch = store.bump_epoch(actor="a", reason="r", now=T0).epoch
             pool_pid = store.redis.connection_pool.pid
-            report = [child_state.incarnation, epoch, pool_pid == os.getpid()]
+            click_pid = store._click.pid
+            report = [child_state.incarnation, epoch, pool_pid == os.getpid() == click_pid]
             os.write(write_fd, json.dumps(report).encode())
             code = 0
         finally:
@@ -434,6 +496,21 @@ def test_signins_are_newest_first_even_within_one_instant(store):
         Signin(T0, "42", "token_revoked", "203.0.113.7", "UA"),
     ]
     assert store.signins(user_id="nobody", limit=10) == []
+
+
+def test_signins_are_written_a_script_per_batch_in_order_per_user(store, sends):
+    from service.store.redis import _SIGNIN_BATCH
+
+    count = 2 * _SIGNIN_BATCH + 7  # more than one script takes
+    batch = [
+        Signin(T0 + timedelta(seconds=i), f"u{i % 3}", "ok", f"10.0.0.{i % 250}", "UA ü")
+        for i in range(count)
+    ]
+    sends[0] = 0
+    store.record_signins(batch)
+    assert sends[0] == 3  # one script call a batch, no SCRIPT EXISTS before
+    assert store.signins(user_id=None, limit=500) == batch[::-1]
+    assert store.signins(user_id="u1", limit=500) == [s for s in batch if s.user_id == "u1"][::-1]
 
 
 def test_prune_drops_every_entry_older_than_before_in_any_order(store, raw, prefix):
