@@ -18,7 +18,17 @@ def utcnow() -> datetime:
 
 def isoformat(moment: datetime) -> str:
     """Format ``moment`` as ``2026-11-26T10:00:00Z`` (whole seconds, UTC)."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # Not strftime, nor an f-string with format specs: both cost twice as much,
+    # and every click's answer holds two of these.
+    m = moment if moment.tzinfo is UTC else moment.astimezone(UTC)
+    return "%04d-%02d-%02dT%02d:%02d:%02dZ" % (  # noqa: UP031
+        m.year,
+        m.month,
+        m.day,
+        m.hour,
+        m.minute,
+        m.second,
+    )
 
 
 def from_seconds(seconds: float) -> datetime:

@@ -5,6 +5,7 @@
 - any other input to ``verify_token`` raises a ``TokenError`` and nothing else;
 - ``parse_link_request`` answers a ``LinkRequest`` or an ``ApiError`` of the contract;
 - ``validate_target`` never lets through a URL, a host or a control character;
+- ``isoformat`` writes any aware moment as strftime would, in UTC, to the second;
 - the app answers any JSON body on every POST/PATCH route without a 5xx.
 
 Example counts are modest so the file stays well under a minute on a slow CI box.
@@ -15,7 +16,7 @@ from __future__ import annotations
 import copy
 import json
 import string
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -24,7 +25,7 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 from jwt.utils import base64url_decode, base64url_encode
 
-from service.clock import utcnow
+from service.clock import isoformat, utcnow
 from service.errors import ApiError, TokenError
 from service.links import LinkRequest, parse_link_request, validate_target
 from service.store import TokenState
@@ -90,6 +91,16 @@ def issued_tokens(draw):
 
 
 # -- token core ------------------------------------------------------------------
+
+
+@given(
+    st.datetimes(min_value=datetime(1000, 1, 2), max_value=datetime(9999, 12, 30)),
+    st.integers(min_value=-23 * 60, max_value=23 * 60),
+)
+def test_isoformat_is_strftime_in_utc_to_the_second(naive, offset_minutes):
+    moment = naive.replace(tzinfo=timezone(timedelta(minutes=offset_minutes)))
+    expected = moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert isoformat(moment) == expected
 
 
 @FEW
