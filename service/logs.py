@@ -99,24 +99,30 @@ class JsonFormatter(logging.Formatter):
     _stamp = ""
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        return self._time(record.created)
+
+    def _time(self, created: float) -> str:
         # UTC, to the second; formatted once a second, not once a line.
-        second = int(record.created)
+        second = int(created)
         if second != self._second:
             self._stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
             self._second = second
         return self._stamp
 
     def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "time": self.formatTime(record),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
+        entry = self._entry(record.created, record.levelname, record.name, record.getMessage())
         entry.update(getattr(record, "fields", {}))
         if record.exc_info:
             entry["error"] = redact(self.formatException(record.exc_info))
         return _ENCODER.encode(entry)
+
+    def _entry(self, created: float, level: str, name: str, message: str) -> dict[str, Any]:
+        return {
+            "time": self._time(created),
+            "level": level.lower(),
+            "logger": name,
+            "message": message,
+        }
 
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -149,10 +155,32 @@ def log_request(rid: str, method: str, route: str, status: int, started: float |
         "status": status,
         "duration_ms": duration,
     }
+    handler = _sole_handler()
+    if handler is not None:
+        # Nothing but our own handler would see the record: write its line
+        # directly, the same line, without building a LogRecord and passing
+        # it down the logger chain.
+        entry = handler.formatter._entry(  # type: ignore[union-attr]
+            time.time(), "info", _request_log.name, f"{method} {route} {status}"
+        )
+        entry.update(fields)
+        with handler.lock:  # type: ignore[union-attr]
+            try:
+                handler.stream.write(_ENCODER.encode(entry) + handler.terminator)
+                handler.stream.flush()
+            except (OSError, ValueError):  # reported as StreamHandler.emit would
+                handler.handleError(_request_record(method, route, status, fields))
+        return
+    _request_log.handle(_request_record(method, route, status, fields))
+
+
+def _request_record(
+    method: str, route: str, status: int, fields: dict[str, Any]
+) -> logging.LogRecord:
     # makeRecord + handle rather than info(): the same record and handlers,
     # without the stack walk that finds the caller's file and line, which
     # would cost more than the rest of a fast request.
-    record = _request_log.makeRecord(
+    return _request_log.makeRecord(
         _request_log.name,
         logging.INFO,
         __file__,
@@ -162,7 +190,37 @@ def log_request(rid: str, method: str, route: str, status: int, started: float |
         None,
         extra={"fields": fields},
     )
-    _request_log.handle(record)
+
+
+def _sole_handler() -> logging.StreamHandler[Any] | None:
+    """The service's own JSON handler, when it is all a request line would reach.
+
+    That is the configuration :func:`init_app` makes. Any other (a root
+    handler, a filter, a record factory of somebody else's, pytest's
+    ``caplog``) gets the record itself, through ``logging``.
+    """
+    logger: logging.Logger | None = _request_log
+    if logger.disabled or getattr(logging.getLogRecordFactory(), "_redacting", False) is not True:
+        return None
+    found = None
+    while logger is not None:
+        if logger.filters:
+            return None
+        for handler in logger.handlers:
+            if found is not None or not getattr(handler, "_autologin", False):
+                return None
+            found = handler
+        if not logger.propagate:
+            break
+        logger = logger.parent
+    if (
+        type(found) is not logging.StreamHandler
+        or found.filters
+        or found.level > logging.INFO
+        or type(found.formatter) is not JsonFormatter
+    ):
+        return None
+    return found
 
 
 def init_app(app: Flask, secrets: Iterable[str], token_param: str) -> None:
