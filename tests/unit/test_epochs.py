@@ -117,6 +117,20 @@ def test_signins_newest_first_and_filtered_by_user(store):
     assert [s.ip for s in store.signins(user_id="a", limit=1)] == ["10.0.0.2"]
 
 
+@pytest.mark.parametrize("size", [1, 5, 87, 250])
+def test_a_batch_of_signins_is_stored_whole_field_for_field(store, size):
+    # Sizes that the stores split differently (SQLite: 64, 16, 4 and 1 rows a
+    # statement; Redis: 100 entries a script).
+    batch = [
+        Signin(T0 + timedelta(milliseconds=i), f"u{i % 4}", "ok", f"10.0.{i // 250}.{i % 250}",
+               None if i % 3 else f"Agent ü {i}")
+        for i in range(size)
+    ]  # fmt: skip
+    store.record_signins(batch)
+    assert store.signins(user_id=None, limit=500) == batch[::-1]
+    assert store.signins(user_id="u1", limit=500) == [s for s in batch if s.user_id == "u1"][::-1]
+
+
 def test_prune_drops_only_old_entries(store):
     store.record_signins([Signin(T0 - timedelta(days=100), "a", "ok")])
     store.record_signins([Signin(T0, "a", "token_expired")])
