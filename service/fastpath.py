@@ -28,7 +28,7 @@ from flask import Flask
 from service.api.verify import FAILED_VERIFICATION, answer_json, parse_client
 from service.clock import utcnow
 from service.errors import ApiError, StoreError, TokenError
-from service.http import _refuse_constant, find_api_key, whole_number
+from service.http import STRICT_JSON, find_api_key, whole_number
 from service.logs import log_request, request_id
 from service.store import Signin
 from service.tokens import check_epochs, verify_token
@@ -100,7 +100,7 @@ class VerifyFastPath:
         if b"\\u" in body:
             return None  # escapes (and lone surrogates among them): read_json's business
         try:
-            request = json.loads(body.decode("utf-8"), parse_constant=_refuse_constant)
+            request = STRICT_JSON.decode(body.decode("utf-8"))
         except (ValueError, RecursionError):
             return None
         if type(request) is not dict or type(request.get("token")) is not str:
