@@ -238,11 +238,22 @@ class Server:
                 time.sleep(0.1)
         raise RuntimeError(f"{name} did not start")
 
+    def workers(self) -> list[str]:
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        return children.read_text().split()
+
+    def worker_cpu_seconds(self) -> float:
+        """CPU time (user and system) the workers have used so far."""
+        ticks = 0
+        for pid in self.workers():
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        return ticks / os.sysconf("SC_CLK_TCK")
+
     def worker_memory_kib(self) -> list[tuple[int, int]]:
         """(RSS, private) of each worker: private is what no other process shares (USS)."""
-        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
         out = []
-        for pid in children.read_text().split():
+        for pid in self.workers():
             rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
             field = {k: int(v) for k, v in re.findall(r"^(\w+):\s+(\d+) kB", rollup, re.M)}
             out.append((field["Rss"], field["Private_Clean"] + field["Private_Dirty"]))
@@ -271,6 +282,7 @@ def wrk(url: str, body: str, headers: dict[str, str], seconds: int, tmp: Path) -
         check=True,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    requests_done = int(re.search(r"(\d+) requests in", out).group(1))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if non2xx:
         raise RuntimeError(f"{url}: {non2xx.group(1)} failed responses during the load:\n{out}")
@@ -279,13 +291,21 @@ def wrk(url: str, body: str, headers: dict[str, str], seconds: int, tmp: Path) -
         value, unit = re.search(rf"\s{pct}%\s+([\d.]+)(us|ms|s)", out).groups()
         return float(value) * {"us": 1e-6, "ms": 1e-3, "s": 1.0}[unit]
 
-    return {"rps": rps, "p50": latency("50"), "p99": latency("99")}
+    return {"rps": rps, "requests": requests_done, "p50": latency("50"), "p99": latency("99")}
+
+
+def load(server: Server, case: tuple, seconds: int, tmp: Path) -> dict:
+    """One wrk load on ``server``, with the workers' CPU time per request."""
+    before = server.worker_cpu_seconds()
+    result = wrk(*case, seconds, tmp)
+    result["cpu"] = (server.worker_cpu_seconds() - before) / result["requests"]
+    return result
 
 
 def compare_http(
     label: str,
-    ours: tuple,
-    bare: tuple,
+    ours: tuple[Server, tuple],
+    bare: tuple[Server, tuple],
     reps: int,
     seconds: int,
     tmp: Path,
@@ -294,8 +314,8 @@ def compare_http(
 ) -> None:
     runs_ours, runs_bare = [], []
     for _ in range(reps):
-        runs_ours.append(wrk(*ours, seconds, tmp))
-        runs_bare.append(wrk(*bare, seconds, tmp))
+        runs_ours.append(load(*ours, seconds, tmp))
+        runs_bare.append(load(*bare, seconds, tmp))
     med = lambda runs, k: statistics.median(r[k] for r in runs)  # noqa: E731
     ratios = [a["rps"] / b["rps"] for a, b in zip(runs_ours, runs_bare, strict=True)]
     r = statistics.median(ratios)
@@ -327,6 +347,18 @@ def compare_http(
         p99,
         f"<= {target_p99}x" if target_p99 else "-",
         p99 <= target_p99 if target_p99 else None,
+    )
+    # Where a request's time goes: the workers' own CPU, the rest being what
+    # they wait for (the store, the client) and what the other processes use.
+    cpu = [a["cpu"] / b["cpu"] for a, b in zip(runs_ours, runs_bare, strict=True)]
+    report(
+        "HTTP",
+        f"{label}: worker CPU per request",
+        us(med(runs_ours, "cpu")),
+        us(med(runs_bare, "cpu")),
+        statistics.median(cpu),
+        "information",
+        None,
     )
 
 
@@ -384,7 +416,7 @@ def bench_http(tmp: Path, redis_server, reps: int, seconds: int) -> None:
         "wsgi:app", service_env(tmp, redis_url(redis_server), "redis"), tmp, "redis"
     )
     try:
-        bare_case = (bare.url + "/bare", "{}", {})
+        bare_case = (bare, (bare.url + "/bare", "{}", {}))
         for label, server in (
             ("verify, SQLite, sign-in log on", sqlite_server),
             ("verify, Redis, sign-in log on", redis_server_http),
@@ -392,9 +424,8 @@ def bench_http(tmp: Path, redis_server, reps: int, seconds: int) -> None:
             token = prepare(server)
             body = json.dumps({"token": token, "client": {"ip": "203.0.113.7"}})
             ours = (
-                server.url + "/v1/tokens/verify",
-                body,
-                {"Authorization": f"Bearer {PORTAL_KEY}"},
+                server,
+                (server.url + "/v1/tokens/verify", body, {"Authorization": f"Bearer {PORTAL_KEY}"}),
             )
             is_sqlite = server is sqlite_server
             compare_http(
@@ -408,9 +439,12 @@ def bench_http(tmp: Path, redis_server, reps: int, seconds: int) -> None:
                 1.5 if is_sqlite else None,
             )
         ours = (
-            sqlite_server.url + "/v1/links",
-            json.dumps(link_body("42")),
-            {"Authorization": f"Bearer {ISSUER_KEY}"},
+            sqlite_server,
+            (
+                sqlite_server.url + "/v1/links",
+                json.dumps(link_body("42")),
+                {"Authorization": f"Bearer {ISSUER_KEY}"},
+            ),
         )
         compare_http("issue link, SQLite", ours, bare_case, reps, seconds, tmp, None, None)
 
