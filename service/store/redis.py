@@ -262,28 +262,38 @@ class _ClickConnection:
     that made it; a caller that finds it busy takes the pool's way.
     """
 
-    __slots__ = ("pid", "lock", "connection")
+    __slots__ = ("pid", "lock", "connection", "reused")
 
     def __init__(self, pool: ConnectionPool) -> None:
         self.pid = os.getpid()
         self.lock = threading.Lock()
         self.connection = pool.make_connection()  # connects on first use
+        #: True once a request went through: a failure may then mean that
+        #: Redis closed the connection meanwhile (a restart), not that it is down.
+        self.reused = False
 
     def call(self, request: bytes) -> Any:
         """Send one packed request and return its reply (a redis-py error is raised)."""
-        connection = self.connection
-        connection.connect()  # nothing to do when connected
-        # As the pool does before lending a connection: one that Redis closed
-        # (a restart) or that holds stray data is replaced, not used.
-        try:
-            stale = connection.can_read()
-        except (ConnectionError, TimeoutError, OSError):
-            stale = True
-        if stale:
-            connection.disconnect()
-            connection.connect()
-        connection.send_packed_command([request], check_health=False)
-        return connection.read_response()  # disconnects on a timeout or a broken reply
+        while True:
+            reused, self.reused = self.reused, False
+            try:
+                self.connection.send_packed_command([request], check_health=False)
+                reply = self.connection.read_response()
+            except ResponseError:
+                self.reused = True  # an error reply (NOSCRIPT, ...): the connection is fine
+                raise
+            except ConnectionError:
+                self.connection.disconnect()
+                if reused:
+                    continue  # once more, on a new connection; a read is safe to repeat
+                raise
+            except BaseException:
+                # A timeout, or an interruption between request and reply: a
+                # reply left on the connection would answer the next request.
+                self.connection.disconnect()
+                raise
+            self.reused = True
+            return reply
 
 
 class RedisStore:

@@ -113,6 +113,30 @@ def test_the_click_read_loads_the_script_again_after_redis_forgot_it(store, raw,
     assert sends[0] == 1  # the click's own connection again, the script known
 
 
+def test_a_connection_redis_closed_is_replaced_without_an_error(store, raw):
+    store.revoke_user("42", actor="a", reason="r", now=T0)
+    assert store.token_state("42").user_epoch == 1
+    raw.client_kill_filter(skipme=True)  # as a restart or a timeout on the server would
+    assert store.token_state("42").user_epoch == 1
+    assert store.token_state("7").user_epoch == 0
+
+
+def test_a_reply_never_answers_a_later_request(store, monkeypatch):
+    store.revoke_user("42", actor="a", reason="r", now=T0)
+    store.token_state("7")
+    read = Connection.read_response
+
+    def interrupted(self, *args, **kwargs):
+        monkeypatch.setattr(Connection, "read_response", read)
+        raise KeyboardInterrupt  # after the request for 42 went out, before its reply
+
+    monkeypatch.setattr(Connection, "read_response", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        store.token_state("42")
+    assert store.token_state("7").user_epoch == 0  # not 42's epoch, left on the wire
+    assert store.token_state("42").user_epoch == 1
+
+
 def test_a_thread_finding_the_click_connection_busy_reads_through_the_pool(store):
     store.revoke_user("42", actor="a", reason="r", now=T0)
     expected = store.token_state("42")
