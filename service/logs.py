@@ -25,6 +25,8 @@ from typing import Any
 
 from flask import Flask, Response, g, request
 
+from service.clock import utcnow
+
 __all__ = ["JsonFormatter", "init_app", "install_redaction", "redact"]
 
 REDACTED = "[redacted]"
@@ -161,7 +163,7 @@ def log_request(rid: str, method: str, route: str, status: int, started: float |
         # directly, the same line, without building a LogRecord and passing
         # it down the logger chain.
         entry = handler.formatter._entry(  # type: ignore[union-attr]
-            time.time(), "info", _request_log.name, f"{method} {route} {status}"
+            utcnow().timestamp(), "info", _request_log.name, f"{method} {route} {status}"
         )
         entry.update(fields)
         with handler.lock:  # type: ignore[union-attr]

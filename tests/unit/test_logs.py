@@ -6,6 +6,7 @@ import json
 import logging
 
 import pytest
+from freezegun import freeze_time
 
 from service.logs import REDACTED, JsonFormatter, install_redaction, redact
 
@@ -104,11 +105,12 @@ def test_a_request_line_written_directly_is_the_line_logging_would_write(
     only_ours(monkeypatch)
     access = logging.getLogger("service.access")
     records = []
-    with monkeypatch.context() as patch:
+    with monkeypatch.context() as patch, freeze_time("2026-11-25 10:00:00"):
         patch.setattr(access, "makeRecord", lambda *a, **k: records.append(a))
         log_request("rid-1", "POST", "/v1/tokens/verify", 200, None)
     assert records == []  # no LogRecord was built
     direct = request_lines.getvalue()
+    assert json.loads(direct)["time"] == "2026-11-25T10:00:00Z"  # the service's one clock
     record = logging.getLogger("service.access").makeRecord(
         "service.access", logging.INFO, __file__, 0, "%s %s %s", ("POST", "/v1/tokens/verify", 200),
         None, extra={"fields": {"request_id": "rid-1", "method": "POST",
