@@ -16,9 +16,9 @@ deployments can share one Redis::
 Both logs read newest-written first, as the SQLite store does, and keep at
 most ``max_log_entries`` entries besides what ``prune`` drops by time.
 
-Every change is one Lua script, which Redis runs with nothing in between:
-two admins bumping at once on two hosts get two epochs, never one, and the
-audit event is written in the same step. (Redis does not roll back a script
+Every change is one Lua script (``redis_scripts.py``), which Redis runs with
+nothing in between: two admins bumping at once on two hosts get two epochs,
+never one, and the audit event is written in the same step. (Redis does not roll back a script
 that fails half-way, say on a foreign key of the wrong type; the epoch is
 written first, so such a failure can lose an audit event, never a bump.) A
 lost bump brings revoked tokens back to life; that is also why production
@@ -64,136 +64,11 @@ from redis.retry import Retry
 from service.clock import from_seconds, utcnow
 from service.errors import ConfigError, StoreDataError, StoreError, StoreUnavailableError
 from service.store import AuditEvent, EpochInfo, IssueState, Settings, Signin, TokenState
+from service.store import redis_scripts as lua
 
 __all__ = ["RedisStore"]
 
 log = logging.getLogger(__name__)
-
-#: Sign-ins kept per user; the admin API reads at most 500.
-MAX_USER_SIGNINS = 1000
-
-# Append [seq, at, entry] to a log and trim it; a trimmed sign-in leaves its user's set too.
-_APPEND = """
-local function append(seqkey, logkey, atkey, at, entry, userprefix)
-  local seq = redis.call('INCR', seqkey)
-  local member = '[' .. seq .. ',' .. at .. ',' .. entry .. ']'
-  redis.call('ZADD', logkey, seq, member)
-  redis.call('ZADD', atkey, at, seq)
-  for _ = 1, 4 do
-    if redis.call('ZCARD', logkey) <= MAX_LOG then break end
-    local old = redis.call('ZPOPMIN', logkey)
-    redis.call('ZREM', atkey, old[2])
-    if userprefix then redis.call('ZREM', userprefix .. cjson.decode(old[1])[3][1], old[1]) end
-  end
-  return seq, member
-end
-"""
-# KEYS[1] meta, KEYS[2] seq, KEYS[3] audit, KEYS[4] audit_at in every script that audits.
-_AUDIT = (
-    _APPEND
-    + """
-local function audit(at, actor, action, detail)
-  local entry = '[' .. cjson.encode(actor) .. ',' .. cjson.encode(action) .. ',' .. detail .. ']'
-  append(KEYS[2], KEYS[3], KEYS[4], at, entry, nil)
-end
-"""
-)
-# KEYS[5] user_epochs. A store whose meta hash is gone, or whose user epochs
-# lost their marker (evicted or deleted on their own), is created anew: a new
-# incarnation refuses every earlier token, where a lost user_epochs hash alone
-# would have revived every revoked user's tokens.
-_CREATE = """
-local inc = redis.call('HGET', KEYS[1], 'incarnation')
-if inc and redis.call('HGET', KEYS[5], '\\n') == inc then return 0 end
-redis.call('DEL', KEYS[1], KEYS[5])
-redis.call('HSET', KEYS[5], '\\n', ARGV[1])
-redis.call('HSET', KEYS[1], 'incarnation', ARGV[1], 'epoch', 1, 'changed_at', ARGV[2],
-  'changed_by', 'system', 'reason', 'store created',
-  'auto_login_enabled', ARGV[3], 'token_ttl_seconds', ARGV[4])
-audit(ARGV[2], 'system', 'store.create', '{"incarnation": ' .. cjson.encode(ARGV[1]) .. '}')
-return 1
-"""
-_BUMP = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return false end
-if not redis.call('HGET', KEYS[1], 'epoch') then return redis.error_reply('ERR no epoch') end
-local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
-redis.call('HSET', KEYS[1], 'changed_at', ARGV[1], 'changed_by', ARGV[2], 'reason', ARGV[3])
-audit(ARGV[1], ARGV[2], 'epoch.bump',
-  '{"epoch": ' .. epoch .. ', "reason": ' .. cjson.encode(ARGV[3]) .. '}')
-return epoch
-"""
-_REVOKE = """
-local inc = redis.call('HGET', KEYS[1], 'incarnation')
-if not inc or redis.call('HGET', KEYS[5], '\\n') ~= inc then return false end
-local epoch = redis.call('HINCRBY', KEYS[5], ARGV[1], 1)
-audit(ARGV[2], ARGV[3], 'user.revoke', '{"reason": ' .. cjson.encode(ARGV[4])
-  .. ', "user_epoch": ' .. epoch .. ', "user_id": ' .. cjson.encode(ARGV[1]) .. '}')
-return epoch
-"""
-_SETTINGS = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return false end
-if #ARGV > 3 then redis.call('HSET', KEYS[1], unpack(ARGV, 4)) end
-audit(ARGV[1], ARGV[2], 'settings.update', ARGV[3])
-return redis.call('HMGET', KEYS[1], 'auto_login_enabled', 'token_ttl_seconds')
-"""
-# The hot path: incarnation, global epoch and user epoch as of one instant.
-# The user epochs carry the incarnation under the field "\\n" (never a user
-# id): without it they were lost, and the store must be created anew.
-_TOKEN_STATE = """
-local m = redis.call('HMGET', KEYS[1], 'incarnation', 'epoch')
-if not m[1] and not m[2] and redis.call('EXISTS', KEYS[1]) == 0 then return false end
-local u = redis.call('HMGET', KEYS[2], ARGV[1], '\\n')
-if m[1] and u[2] ~= m[1] then return false end
-return {m[1], m[2], u[1]}
-"""
-_ISSUE_STATE = """
-local meta = redis.call('HGETALL', KEYS[1])
-if #meta == 0 then return false end
-local inc = redis.call('HGET', KEYS[1], 'incarnation')
-if inc and redis.call('HGET', KEYS[2], '\\n') ~= inc then return false end
-local epochs = {}
-for i = 1, #ARGV, 1000 do  -- unpack() has a stack limit
-  for _, v in ipairs(redis.call('HMGET', KEYS[2], unpack(ARGV, i, math.min(i + 999, #ARGV)))) do
-    epochs[#epochs + 1] = v
-  end
-end
-return {meta, epochs}
-"""
-# KEYS: seq, signins, signins_at; ARGV: per-user key prefix, then (at, entry, user)
-# for each sign-in of the batch. The per-user keys are derived, as prune does.
-_SIGNINS = (
-    _APPEND
-    + """
-for i = 2, #ARGV, 3 do
-  local seq, member = append(KEYS[1], KEYS[2], KEYS[3], ARGV[i], ARGV[i + 1], ARGV[1])
-  local userkey = ARGV[1] .. ARGV[i + 2]
-  redis.call('ZADD', userkey, seq, member)
-  redis.call('ZREMRANGEBYRANK', userkey, 0, -MAX_USER - 1)
-end
-"""
-)
-#: Sign-ins a script appends at most, so that one script never blocks Redis for long.
-_SIGNIN_BATCH = 100
-# INCRBY, and a new window gets its expiry in the same step.
-_COUNTER_INCR = """
-local value = redis.call('INCRBY', KEYS[1], ARGV[1])
-if value == tonumber(ARGV[1]) then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
-return value
-"""
-
-# KEYS: log, log_at; ARGV: '(' .. before, batch size, per-user key prefix or ''.
-_PRUNE = """
-local seqs = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
-for _, seq in ipairs(seqs) do
-  for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], seq, seq)) do
-    redis.call('ZREM', KEYS[1], member)
-    if ARGV[3] ~= '' then redis.call('ZREM', ARGV[3] .. cjson.decode(member)[3][1], member) end
-  end
-  redis.call('ZREM', KEYS[2], seq)
-end
-return #seqs
-"""
-_PRUNE_BATCH = 500
 
 # Replies that mean "Redis is not serving us now", not "our data has a bad shape".
 _UNAVAILABLE = (
@@ -323,17 +198,17 @@ class RedisStore:
 
         def script(text: str) -> Script:
             text = text.replace("MAX_LOG", str(max_log_entries))
-            return client.register_script(text.replace("MAX_USER", str(MAX_USER_SIGNINS)))
+            return client.register_script(text.replace("MAX_USER", str(lua.MAX_USER_SIGNINS)))
 
-        self._create_script = script(_AUDIT + _CREATE)
-        self._bump_script = script(_AUDIT + _BUMP)
-        self._revoke_script = script(_AUDIT + _REVOKE)
-        self._settings_script = script(_AUDIT + _SETTINGS)
-        self._token_script = script(_TOKEN_STATE)
-        self._issue_script = script(_ISSUE_STATE)
-        self._signins_script = script(_SIGNINS)
-        self._prune_script = script(_PRUNE)
-        self._counter_script = script(_COUNTER_INCR)
+        self._create_script = script(lua.AUDIT + lua.CREATE)
+        self._bump_script = script(lua.AUDIT + lua.BUMP)
+        self._revoke_script = script(lua.AUDIT + lua.REVOKE)
+        self._settings_script = script(lua.AUDIT + lua.SETTINGS)
+        self._token_script = script(lua.TOKEN_STATE)
+        self._issue_script = script(lua.ISSUE_STATE)
+        self._signins_script = script(lua.SIGNINS)
+        self._prune_script = script(lua.PRUNE)
+        self._counter_script = script(lua.COUNTER_INCR)
         self._counter_prefix = f"{p}rl:"
         # EVALSHA <sha> 2 meta user_epochs <user id>: all but the user id, packed once.
         self._token_request = b"*6\r\n" + b"".join(
@@ -571,13 +446,13 @@ class RedisStore:
         return int(self._run(self._revoke_script, self._revoke_keys, args))
 
     def record_signins(self, signins: Sequence[Signin]) -> None:
-        """Append entries to the sign-in log: one round trip per ``_SIGNIN_BATCH`` entries."""
+        """Append entries to the sign-in log: one round trip per ``SIGNIN_BATCH`` entries."""
         keys = [self._seq, self._signins, f"{self._signins}_at"]
         args: list[Any] = []
         for s in signins:
             entry = json.dumps([s.user_id, s.outcome, s.ip, s.user_agent])
             args += (s.at.timestamp(), entry, s.user_id)
-        step = 3 * _SIGNIN_BATCH
+        step = 3 * lua.SIGNIN_BATCH
         with self._guard:
             for i in range(0, len(args), step):
                 self._signins_script(keys, [self._user_signins, *args[i : i + step]])
@@ -588,8 +463,8 @@ class RedisStore:
         before_ts = f"({before.timestamp()!r}"
         with self._guard:
             for log_key, user_prefix in ((self._audit, ""), (self._signins, self._user_signins)):
-                keys, args = [log_key, f"{log_key}_at"], [before_ts, _PRUNE_BATCH, user_prefix]
-                while self._prune_script(keys, args) == _PRUNE_BATCH:
+                keys, args = [log_key, f"{log_key}_at"], [before_ts, lua.PRUNE_BATCH, user_prefix]
+                while self._prune_script(keys, args) == lua.PRUNE_BATCH:
                     pass
 
     def counter_incr(self, key: str, *, expiry_seconds: int, amount: int = 1) -> int:

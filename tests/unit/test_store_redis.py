@@ -528,9 +528,9 @@ def test_signins_are_newest_first_even_within_one_instant(store):
 
 
 def test_signins_are_written_a_script_per_batch_in_order_per_user(store, sends):
-    from service.store.redis import _SIGNIN_BATCH
+    from service.store.redis_scripts import SIGNIN_BATCH
 
-    count = 2 * _SIGNIN_BATCH + 7  # more than one script takes
+    count = 2 * SIGNIN_BATCH + 7  # more than one script takes
     batch = [
         Signin(T0 + timedelta(seconds=i), f"u{i % 3}", "ok", f"10.0.0.{i % 250}", "UA ü")
         for i in range(count)
