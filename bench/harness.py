@@ -26,15 +26,21 @@ def interleaved(
 
     The ratio is candidate throughput over baseline throughput, the median
     of the per-repetition ratios, so a noisy neighbour that slows one
-    repetition slows both sides of it.
+    repetition slows both sides of it. The order alternates (A B, B A, ...)
+    so that neither side always runs first, after the other has filled the
+    caches with its own data.
     """
     for _ in range(max(1, n // 10)):  # warm caches, prepared statements, allocators
         candidate()
         baseline()
     ours, theirs, ratios = [], [], []
-    for _ in range(reps):
-        a = per_call(candidate, n)
-        b = per_call(baseline, n)
+    for rep in range(reps):
+        if rep % 2:
+            b = per_call(baseline, n)
+            a = per_call(candidate, n)
+        else:
+            a = per_call(candidate, n)
+            b = per_call(baseline, n)
         ours.append(a)
         theirs.append(b)
         ratios.append(b / a)

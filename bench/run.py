@@ -470,9 +470,9 @@ def bench_http(tmp: Path, redis_server, reps: int, seconds: int) -> None:
             "POST /v1/links/batch, 1000 items vs 1000 jwt.encode",
             f"{a * 1e3:.1f} ms",
             f"{b * 1e3:.1f} ms",
-            a / b,
+            1 / r,
             "<= 1.5x time",
-            a / b <= 1.5,
+            1 / r <= 1.5,
         )
         session.close()
 
@@ -561,14 +561,15 @@ def bench_growth(tmp: Path, redis_server, reps: int, big: int) -> None:
 
             stores.append((store, verify))
         a, b, r = interleaved(stores[1][1], stores[0][1], n=2000, reps=reps)
+        # The cost ratio, 1 / r: the median of the repetitions' ratios, as everywhere.
         report(
             "growth",
             f"verify, {big:,} vs 10 revoked users ({kind})",
             us(a),
             us(b),
-            a / b,
+            1 / r,
             "<= 1.1x cost",
-            a / b <= 1.1,
+            1 / r <= 1.1,
         )
         for store, _ in stores:
             store.close()
@@ -606,15 +607,15 @@ def bench_growth(tmp: Path, redis_server, reps: int, big: int) -> None:
         for _ in range(1000):
             issue(one)
 
-    a, b, _ = interleaved(lambda: issue(thousand), one_by_one, n=3, reps=reps)
+    a, b, r = interleaved(lambda: issue(thousand), one_by_one, n=3, reps=reps)
     report(
         "growth",
         "issue per item: batch of 1000 vs batch of 1",
         us(a / 1000),
         us(b / 1000),
-        a / b,
+        1 / r,
         "<= 1.1x cost",
-        a / b <= 1.1,
+        1 / r <= 1.1,
     )
     tokens = [
         u.url.split("auto_login=")[1]
@@ -638,15 +639,15 @@ def bench_growth(tmp: Path, redis_server, reps: int, big: int) -> None:
             claims = verify_token(tokens[0], keys)
             check_epochs(claims, store.token_state(claims.user_id))
 
-    a, b, _ = interleaved(verify_all, verify_one_1000_times, n=3, reps=reps)
+    a, b, r = interleaved(verify_all, verify_one_1000_times, n=3, reps=reps)
     report(
         "growth",
         "verify per token: 1000 distinct tokens vs 1",
         us(a / 1000),
         us(b / 1000),
-        a / b,
+        1 / r,
         "<= 1.1x cost",
-        a / b <= 1.1,
+        1 / r <= 1.1,
     )
     store.close()
 
