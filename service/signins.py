@@ -3,8 +3,9 @@
 Every verification of a genuine token is recorded, but not inside the
 request that verified it: entries wait in a per-process buffer and a
 background thread writes them in one transaction (SQLite) or one script
-call per hundred entries (Redis) every few milliseconds. A batch costs a fraction of one write per
-click, which keeps verification near the speed of a bare endpoint.
+call per hundred entries (Redis) every few milliseconds. A batch costs a
+fraction of one write per click, which keeps verification near the speed of
+a bare endpoint.
 
 What that costs, and why it is acceptable: an entry reaches the store up to
 ``FLUSH_SECONDS`` after its click, and a worker killed with SIGKILL loses
