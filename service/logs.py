@@ -21,7 +21,7 @@ import re
 import time
 import uuid
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 from flask import Flask, Response, g, request
 
@@ -162,11 +162,13 @@ def log_request(rid: str, method: str, route: str, status: int, started: float |
         # Nothing but our own handler would see the record: write its line
         # directly, the same line, without building a LogRecord and passing
         # it down the logger chain.
-        entry = handler.formatter._entry(  # type: ignore[union-attr]
-            utcnow().timestamp(), "info", _request_log.name, f"{method} {route} {status}"
-        )
-        entry.update(fields)
+        created, message = utcnow().timestamp(), f"{method} {route} {status}"
+        formatter = cast(JsonFormatter, handler.formatter)
+        # Under the handler's lock, as logging formats: the formatter's
+        # once-a-second time stamp is shared by every thread.
         with handler.lock:  # type: ignore[union-attr]
+            entry = formatter._entry(created, "info", _request_log.name, message)
+            entry.update(fields)
             try:
                 handler.stream.write(_ENCODER.encode(entry) + handler.terminator)
                 handler.stream.flush()
