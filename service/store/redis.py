@@ -242,12 +242,15 @@ class RedisStore:
             return text.replace(quote(secret, safe=""), "***").replace(secret, "***")
 
         # redis-py lets query parameters override the keyword arguments below:
-        # only the TLS ones may come from the URL.
+        # only the TLS ones may come from the URL, and the database number of a
+        # unix:// URL, which has no other place for it.
+        unix = parts.scheme == "unix"
         for name, _ in parse_qsl(parts.query, keep_blank_values=True):
-            if not name.startswith("ssl_"):
+            if not (name.startswith("ssl_") or (unix and name == "db")):
                 raise ConfigError(
-                    f"STORE_URL sets {name!r}; only ssl_* parameters may be in the URL "
-                    "(timeouts: REDIS_SOCKET_TIMEOUT_SECONDS, REDIS_CONNECT_TIMEOUT_SECONDS)"
+                    f"STORE_URL sets {name!r}; only ssl_* parameters (and db in a unix:// URL) "
+                    "may be in the URL (timeouts: REDIS_SOCKET_TIMEOUT_SECONDS, "
+                    "REDIS_CONNECT_TIMEOUT_SECONDS)"
                 )
         try:
             client = Redis.from_url(

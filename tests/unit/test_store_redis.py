@@ -137,6 +137,23 @@ def test_a_reply_never_answers_a_later_request(store, monkeypatch):
     assert store.token_state("42").user_epoch == 1
 
 
+def test_a_store_on_a_unix_socket_reads_and_writes_like_one_on_tcp(tmp_path):
+    socket_path = tmp_path / "redis.sock"
+    extra = ["--unixsocket", str(socket_path), "--unixsocketperm", "700"]
+    with RedisServer(extra_args=extra) as server:
+        store = RedisStore.from_url(f"unix://{socket_path}?db=0", defaults=DEFAULTS)
+        try:
+            store.revoke_user("42", actor="a", reason="r", now=T0)
+            assert store.bump_epoch(actor="a", reason="r", now=T0).epoch == 2
+            state = store.token_state("42")  # the click's own connection, over the socket
+            assert (state.epoch, state.user_epoch) == (2, 1)
+            assert store._click.connection.__class__.__name__ == "UnixDomainSocketConnection"
+        finally:
+            store.close()
+        with server.client() as raw:
+            assert raw.hget("autologin:meta", "epoch") == "2"
+
+
 def test_a_thread_finding_the_click_connection_busy_reads_through_the_pool(store):
     store.revoke_user("42", actor="a", reason="r", now=T0)
     expected = store.token_state("42")
@@ -627,3 +644,12 @@ def test_store_url_may_not_override_the_services_own_redis_settings(server, quer
 
     with pytest.raises(ConfigError, match="STORE_URL sets"):
         open_store(f"{server.url}?{query}", defaults=DEFAULTS, options={})
+    with pytest.raises(ConfigError, match="STORE_URL sets"):
+        open_store(f"unix:///run/redis.sock?db=0&{query}", defaults=DEFAULTS, options={})
+
+
+def test_only_a_unix_url_may_name_its_database_in_the_query(server):
+    from service.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="STORE_URL sets 'db'"):
+        open_store(f"{server.url}?db=1", defaults=DEFAULTS, options={})
