@@ -177,6 +177,7 @@ BAD_REASONS = (
     {"reason": ""},
     {"reason": "   "},
     {"reason": "x" * 501},
+    {"reason": " " + "x" * 499 + "  "},  # 501 characters as sent: the limit is on what is sent
     {"reason": None},
     {"reason": 42},
     {"reason": ["leak"]},
