@@ -195,6 +195,7 @@ def audit() -> Any:
         raise ApiError(400, "invalid_request", f"There are pages 1 to {MAX_PAGE} of the log.")
     # One more than this page needs tells whether there is a next page.
     limit = min(number * PAGE_SIZE + 1, admin.MAX_LIMIT)
+    current_app.extensions["signin_log"].flush()  # prunes both logs when due, as the API does
     events = _store().audit_events(limit=limit)
     rows = events[(number - 1) * PAGE_SIZE : number * PAGE_SIZE]
     more = len(events) > number * PAGE_SIZE and number < MAX_PAGE

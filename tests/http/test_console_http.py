@@ -492,6 +492,20 @@ def test_revoke_refuses_a_bad_user_id_or_reason(app, signed_in, user_id, reason,
 # -- logs -------------------------------------------------------------------------------
 
 
+def test_reading_the_audit_page_prunes_old_events_as_the_api_does(frozen, make_app):
+    # With SIGNIN_LOG off, reads of the logs are what prunes them (README).
+    app = make_app(LOG_RETENTION_DAYS=1, SIGNIN_LOG=False)
+    client = app.test_client()
+    api = auth("admin-key")
+    client.patch("/v1/admin/settings", json={"auto_login_enabled": True}, headers=api)
+    frozen.tick(timedelta(days=1, hours=1))
+    console = Console(client)
+    assert console.sign_in().status_code == 302
+    assert app.extensions["store"].audit_events(limit=10) != []  # nothing pruned them yet
+    assert client.get("/admin/audit").status_code == 200
+    assert app.extensions["store"].audit_events(limit=10) == []
+
+
 def test_audit_log_is_paged_newest_first(app, signed_in, links):
     for i in range(30):
         links.bump(f"bump {i}")
