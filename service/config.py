@@ -305,7 +305,10 @@ def validate_config(config: Mapping[str, Any], instance_path: str) -> Deployment
         api_value = api_value or generated["API_KEYS"]
         secret_value = secret_value or generated["SECRET_KEY"]
     signing_keys = _signing_keys(signing_value)
-    active = config.get("ACTIVE_KEY_ID") or next(iter(signing_keys))
+    active = config.get("ACTIVE_KEY_ID")
+    if isinstance(active, int) and not isinstance(active, bool):
+        active = str(active)  # LINKS_ACTIVE_KEY_ID=2026 arrives parsed as JSON: a number
+    active = active or next(iter(signing_keys))
     if active not in signing_keys:
         raise ConfigError(
             f"ACTIVE_KEY_ID is {active!r}, which is not a key id of SIGNING_KEYS "
