@@ -1,8 +1,8 @@
 """Console sign-in: API key to session, CSRF tokens, idle timeout, sign-out.
 
 The session is Flask's signed cookie (signed with ``SECRET_KEY``, never with a
-token key). It holds the admin key's *name*, when the admin signed in and was
-last seen, and the CSRF token: never the key itself. It is HttpOnly,
+token key). It holds the admin key's *name*, when the admin was last seen
+(for the idle timeout), and the CSRF token: never the key itself. It is HttpOnly,
 SameSite=Strict, scoped to ``/admin``, and Secure whenever the request came
 over https (``request.is_secure``; behind a TLS-terminating proxy set
 ``CONSOLE_TRUSTED_PROXIES`` so the proxy's ``X-Forwarded-Proto`` counts).
