@@ -21,7 +21,7 @@ import threading
 from binascii import a2b_base64
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any, NamedTuple
 
@@ -44,6 +44,7 @@ __all__ = [
     "KeyRing",
     "check_epochs",
     "issue_token",
+    "longest_token",
     "verify_token",
 ]
 
@@ -54,6 +55,9 @@ PURPOSE = "portal-login"
 REQUIRED_CLAIMS = ("iss", "aud", "sub", "iat", "exp", "jti", "pur", "sid", "ep", "uep", "tgt")
 #: A longer input is refused before it is parsed.
 MAX_TOKEN_LENGTH = 4096
+#: The contract's bound on a token: at most this many characters for a user
+#: id of 36 characters and a target of 64, so that a link fits in any email.
+CONTRACT_TOKEN_CHARS = 512
 USER_ID = re.compile(r"[A-Za-z0-9._:@+\-]{1,128}")
 #: A compact JWS: three base64url segments. Anything else is refused before
 #: a byte of it is decoded (JWE has five, unsecured JWS ends in a dot).
@@ -129,6 +133,24 @@ class Claims(NamedTuple):
     user_epoch: int
     target: str
     key_id: str
+
+
+def longest_token(ring: KeyRing) -> int:
+    """Return how long ``ring``'s tokens get for a 36-character user id and a 64-character target.
+
+    The parts that grow are taken at their longest: epochs of seven digits, the
+    longest lifetime, times of ten digits (until the year 2286).
+    """
+    state = TokenState("x" * 12, 9_999_999, 9_999_999)  # the stores' incarnations are 12
+    token, _ = issue_token(
+        "u" * 36,
+        state,
+        target="/" + "t" * 63,
+        ring=ring,
+        ttl=ring.max_ttl_seconds,
+        now=datetime(2286, 1, 1, tzinfo=UTC),
+    )
+    return len(token)
 
 
 def issue_token(

@@ -83,6 +83,37 @@ def test_bad_setting_stops_the_start_naming_it(base, change, setting):
     assert "\n" not in str(exc_info.value)
 
 
+LONG_KID = "a" * 19  # with HS256 and the default issuer and audience, one too many
+
+
+@pytest.mark.parametrize(
+    "change",
+    (
+        {"SIGNING_KEYS": {LONG_KID: "s" * 48}, "ACTIVE_KEY_ID": LONG_KID},
+        {"SIGNING_KEYS": {"k1": "s" * 64}, "TOKEN_ALGORITHM": "HS512"},
+        {"TOKEN_ISSUER": "https://autologin.helpdesk.example.com/links"},
+    ),
+)
+def test_settings_making_tokens_longer_than_the_contract_allows_stop_the_start(base, change):
+    with pytest.raises(ConfigError) as exc_info:
+        create_app({**base, **change})
+    message = str(exc_info.value)
+    assert "over the 512" in message and "ACTIVE_KEY_ID" in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    "change",
+    (
+        {"SIGNING_KEYS": {LONG_KID[:-1]: "s" * 48}, "ACTIVE_KEY_ID": LONG_KID[:-1]},
+        {"SIGNING_KEYS": {"k1": "s" * 48}, "TOKEN_ALGORITHM": "HS384"},
+    ),
+)
+def test_settings_at_the_contracts_token_length_start(base, change):
+    app = create_app({**base, **change})
+    close_app(app)
+
+
 def test_config_error_never_echoes_a_secret(base):
     with pytest.raises(ConfigError) as exc_info:
         create_app({**base, "SIGNING_KEYS": {"k1": "short-secret"}})
