@@ -11,7 +11,7 @@ from functools import wraps
 from typing import Any, TypeVar
 
 from flask import Flask, Response, current_app, g, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.routing import PathConverter
 
 from service.clock import from_seconds, isoformat
@@ -80,6 +80,13 @@ STRICT_JSON = json.JSONDecoder(parse_constant=_refuse_constant)
 def read_json() -> dict[str, Any]:
     """Return the request body as a JSON object, or raise ``invalid_json``."""
     data = request.get_data(cache=True)  # werkzeug raises 413 above MAX_CONTENT_LENGTH
+    limit = request.max_content_length
+    if request.content_length is None and limit is not None and len(data) >= limit:
+        # A body without Content-Length (chunked) is read up to the limit and no
+        # further, silently: whatever follows would be cut off. One byte more
+        # from the server tells "exactly the limit" from "over it".
+        if request.environ["wsgi.input"].read(1):
+            raise RequestEntityTooLarge()
     try:
         # Strict UTF-8 (RFC 8259), decoded here rather than by json.loads,
         # whose byte decoding lets UTF-8-encoded lone surrogates through.

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
+from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from tests.conftest import auth
 
@@ -90,6 +92,36 @@ def test_a_body_over_1_mib_is_payload_too_large(client, method, path):
 @pytest.mark.parametrize(("method", "path"), ROUTE_PARAMS)
 def test_a_body_just_over_1_mib_is_payload_too_large(client, method, path):
     assert_problem(send(client, method, path, b" " * (1024 * 1024 + 1)), 413, "payload_too_large")
+
+
+def send_chunked(client, method, path, data: bytes):
+    """Send a body without Content-Length, as a chunked request reaches the app."""
+    headers = {**KEY, "Content-Type": "application/json", "Transfer-Encoding": "chunked"}
+    environ = EnvironBuilder(path=path, method=method, headers=headers).get_environ()
+    environ.pop("CONTENT_LENGTH", None)
+    environ["wsgi.input"] = io.BytesIO(data)
+    environ["wsgi.input_terminated"] = True  # the server says where the body ends
+    # Straight to the app: the test client would build the request anew, with a length.
+    app = client.application
+    body, status, response_headers = run_wsgi_app(app, environ, buffered=True)
+    return app.response_class(b"".join(body), status=status, headers=response_headers)
+
+
+@pytest.mark.parametrize(("method", "path"), ROUTE_PARAMS)
+def test_a_chunked_body_over_1_mib_is_payload_too_large_not_cut_short(client, method, path):
+    # Its first MiB alone is a valid request: cut there, it would be obeyed.
+    data = b'{"reason": "padded", "text": "x"}' + b" " * (2 * 1024 * 1024) + b"garbage"
+    assert_problem(send_chunked(client, method, path, data), 413, "payload_too_large")
+    assert client.get("/v1/admin/epoch", headers=KEY).json["epoch"] == 1
+
+
+def test_a_chunked_body_of_exactly_1_mib_is_read_whole(client):
+    head = b'{"reason": "exactly one MiB"'
+    data = head + b" " * (1024 * 1024 - len(head) - 1) + b"}"
+    assert len(data) == 1024 * 1024
+    response = send_chunked(client, "POST", "/v1/admin/epoch/bump", data)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.json["reason"] == "exactly one MiB"
 
 
 @pytest.mark.parametrize("content_type", ("text/plain", "application/x-www-form-urlencoded", None))
