@@ -98,13 +98,19 @@ def _address(value: Any, field: str) -> str:
 
 
 def validate_target(value: Any, token_param: str) -> str:
-    """Return ``value`` if it is a path on the portal, else raise ``invalid_target``."""
+    """Return ``value`` if it is a path on the portal, else raise ``invalid_target``.
+
+    A value that is not a string at all is an ill-typed field, ``invalid_request``,
+    as for every other field (API.md, "Errors").
+    """
 
     def refuse(why: str) -> ApiError:
         return ApiError(400, "invalid_target", f"target: {why}")
 
     if not isinstance(value, str):
-        raise refuse("must be a string path such as /tickets/1234")
+        raise ApiError(
+            400, "invalid_request", "target: must be a string path such as /tickets/1234"
+        )
     if not value or len(value) > MAX_TARGET_LENGTH:
         raise refuse(f"must be 1 to {MAX_TARGET_LENGTH} characters")
     if not _URI_PATH.fullmatch(value):

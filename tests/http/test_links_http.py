@@ -265,10 +265,6 @@ def test_ttl_above_a_lower_configured_maximum_is_invalid_ttl(make_app):
         "/%2f%2fevil.test",
         "/%5Cevil.test",
         "",
-        1234,
-        None,
-        ["/tickets/1"],
-        {"path": "/"},
         "/tickets/1?auto_login=abc",
         "/tickets/1?tab=notes&auto_login=",
         "/?auto_login=eyJhbGciOi.x.y",
@@ -281,6 +277,16 @@ def test_anything_but_a_portal_path_is_invalid_target(enabled, target):
     assert response.headers["Content-Type"] == "application/problem+json"
     assert response.json["code"] == "invalid_target"
     assert "target" in response.json["detail"]
+
+
+@pytest.mark.parametrize("target", (1234, None, True, ["/tickets/1"], {"path": "/"}))
+def test_a_target_that_is_not_a_string_is_an_ill_typed_field(enabled, target):
+    response = enabled.issue(target=target)
+
+    assert response.status_code == 400
+    assert response.headers["Content-Type"] == "application/problem+json"
+    assert response.json["code"] == "invalid_request"
+    assert response.json["detail"].startswith("target:")
 
 
 def test_invalid_target_is_refused_even_when_disabled(links):
