@@ -72,6 +72,7 @@ def test_switching_off_again_gives_plain_links(enabled):
         (ALICE, {"to": [ALICE, "Alice@Example.com"]}),
         (ALICE, {"to": [], "cc": [ALICE]}),
         (ALICE, {"to": [], "bcc": [ALICE]}),
+        (ALICE, {"to": [ALICE] * 101}),
     ),
     ids=[
         "same-case",
@@ -82,6 +83,7 @@ def test_switching_off_again_gives_plain_links(enabled):
         "same-address-twice-in-to",
         "cc-only",
         "bcc-only",
+        "same-address-101-times",
     ],
 )
 def test_the_user_as_only_recipient_gets_a_token(enabled, email, recipients):
@@ -104,6 +106,8 @@ def test_the_user_as_only_recipient_gets_a_token(enabled, email, recipients):
         ({"to": ["bob@example.com"]}, "recipient_mismatch"),
         ({"to": [], "cc": ["bob@example.com"]}, "recipient_mismatch"),
         ({"to": ["alice@example.org"]}, "recipient_mismatch"),
+        ({"to": [ALICE], "bcc": [f"b{i}@example.com" for i in range(5000)]}, "multiple_recipients"),
+        ({"to": [f"u{i}@example.com" for i in range(101)]}, "multiple_recipients"),
     ),
     ids=[
         "two-in-to",
@@ -114,6 +118,8 @@ def test_the_user_as_only_recipient_gets_a_token(enabled, email, recipients):
         "only-bob",
         "only-bob-in-cc",
         "other-domain",
+        "a-mailing-list-in-bcc",
+        "101-in-to",
     ],
 )
 def test_an_email_not_only_to_the_user_gets_the_plain_link(enabled, recipients, reason):
