@@ -152,16 +152,9 @@ FIELD_CASES = [
     ("POST", "/v1/links", {**LINK, "recipients": {"to": [HUGE]}}, 400, "invalid_request"),
     ("POST", "/v1/links", {**LINK, "recipients": {"to": [[]]}}, 400, "invalid_request"),
     ("POST", "/v1/links", {**LINK, "recipients": {"to": [], "cc": 5}}, 400, "invalid_request"),
-    (
-        "POST",
-        "/v1/links",
-        {**LINK, "recipients": {"to": ["a@example.com"] * 10_000}},
-        400,
-        "invalid_request",
-    ),
-    ("POST", "/v1/links", {**LINK, "target": 42}, 400, "invalid_target"),
+    ("POST", "/v1/links", {**LINK, "target": 42}, 400, "invalid_request"),
     ("POST", "/v1/links", {**LINK, "target": "/" + HUGE}, 400, "invalid_target"),
-    ("POST", "/v1/links", {**LINK, "target": ["/"]}, 400, "invalid_target"),
+    ("POST", "/v1/links", {**LINK, "target": ["/"]}, 400, "invalid_request"),
     ("POST", "/v1/links", {**LINK, "ttl_seconds": "60"}, 400, "invalid_request"),
     ("POST", "/v1/links", {**LINK, "ttl_seconds": [60]}, 400, "invalid_request"),
     (
