@@ -9,6 +9,7 @@ serialise in SQLite and none is lost.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import sqlite3
@@ -25,6 +26,8 @@ from service.errors import ConfigError, StoreDataError, StoreUnavailableError
 from service.store import AuditEvent, EpochInfo, IssueState, Settings, Signin, TokenState
 
 __all__ = ["SqliteStore"]
+
+log = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -138,6 +141,7 @@ class SqliteStore:
     def __init__(self, path: str, *, defaults: Settings, timeout: float = 5.0) -> None:
         self.path = path
         self.timeout = timeout
+        self.defaults = defaults
         self._local = threading.local()
         self._guard = _Guard(path)
         self._create(defaults)
@@ -202,12 +206,34 @@ class SqliteStore:
         # cross a fork (gunicorn preloads the app, then forks its workers).
         local = self._local
         if getattr(local, "pid", None) != os.getpid():
-            # FULL: a committed bump survives a power cut, not just a crash;
-            # a lost bump would bring revoked tokens back to life.
-            local.conn = self._connect("FULL")
-            local.log_conn = None
-            local.pid = os.getpid()
+            self._open(local)
+        elif self._file_id() != local.file:
+            # The file was deleted or replaced (a restore, a new store made by
+            # another process): an open connection would go on reading the old
+            # one, accepting tokens the store on disk no longer knows. One stat
+            # a call, against the open file's identity.
+            log.warning("SQLite store %s was deleted or replaced: opening it anew", self.path)
+            for conn in (local.conn, local.log_conn):
+                if conn is not None:
+                    conn.close()
+            self._open(local)
+            self._create(self.defaults)  # a new, empty file gets a new incarnation
         return local.conn
+
+    def _open(self, local: threading.local) -> None:
+        # FULL: a committed bump survives a power cut, not just a crash;
+        # a lost bump would bring revoked tokens back to life.
+        local.conn = self._connect("FULL")
+        local.log_conn = None
+        local.pid = os.getpid()
+        local.file = self._file_id()
+
+    def _file_id(self) -> tuple[int, int] | None:
+        try:
+            stat = os.stat(self.path)
+        except OSError:
+            return None
+        return stat.st_dev, stat.st_ino
 
     def _log_conn(self) -> sqlite3.Connection:
         # The sign-in log and rate-limit counters are written on every click:
