@@ -8,11 +8,9 @@ from typing import Any
 from flask import Flask, Request, Response
 from flask.sessions import SessionInterface, SessionMixin
 
-from service.config import load_config, validate_config
-from service.errors import ConfigError
+from service.config import key_ring, load_config, validate_config
 from service.signins import SigninLog
 from service.store import Settings, open_store
-from service.tokens import CONTRACT_TOKEN_CHARS, KeyRing, longest_token
 
 __all__ = ["close_app", "create_app"]
 
@@ -45,23 +43,6 @@ def create_app(
     app.session_interface = _NoSessions()
     app.json.sort_keys = False
 
-    ring = KeyRing(
-        keys=deployment.signing_keys,
-        active_key_id=deployment.active_key_id,
-        algorithm=deployment.algorithm,
-        issuer=deployment.issuer,
-        audience=deployment.audience,
-        max_ttl_seconds=deployment.max_ttl_seconds,
-        leeway_seconds=deployment.leeway_seconds,
-    )
-    longest = longest_token(ring)
-    if longest > CONTRACT_TOKEN_CHARS:
-        raise ConfigError(
-            f"tokens would be up to {longest} characters for a 36-character user id and a "
-            f"64-character target, over the {CONTRACT_TOKEN_CHARS} the contract allows: use a "
-            f"shorter ACTIVE_KEY_ID ({deployment.active_key_id!r}), TOKEN_ISSUER or "
-            f"TOKEN_AUDIENCE, or TOKEN_ALGORITHM HS256"
-        )
     store = open_store(
         deployment.store_url,
         defaults=Settings(False, deployment.default_ttl_seconds),
@@ -72,7 +53,7 @@ def create_app(
     app.extensions["signin_log"] = SigninLog(
         store, retention_days=deployment.log_retention_days, enabled=deployment.signin_log
     )
-    app.extensions["ring"] = ring
+    app.extensions["ring"] = key_ring(deployment)
     from service import cli, console, http, logs, metrics, ratelimit
 
     logs.init_app(

@@ -27,6 +27,13 @@ from jwt.algorithms import HMACAlgorithm
 from jwt.exceptions import InvalidKeyError
 
 from service.errors import ConfigError
+from service.tokens import (
+    CONTRACT_TARGET_CHARS,
+    CONTRACT_TOKEN_CHARS,
+    CONTRACT_USER_ID_CHARS,
+    KeyRing,
+    longest_token,
+)
 
 __all__ = ["ApiKey", "Deployment", "ROLES", "load_config", "validate_config"]
 
@@ -339,7 +346,7 @@ def validate_config(config: Mapping[str, Any], instance_path: str) -> Deployment
     if not isinstance(store_url, str):
         raise ConfigError("STORE_URL must be a string")
     prefix = _str(config, "STORE_KEY_PREFIX")
-    return Deployment(
+    deployment = Deployment(
         env=env,
         portal_base_url=_portal_base_url(base, development),
         token_param=token_param,
@@ -365,4 +372,26 @@ def validate_config(config: Mapping[str, Any], instance_path: str) -> Deployment
         secret_key=_secret_key(secret_value, signing_keys),
         console_idle_timeout_seconds=_int(config, "CONSOLE_IDLE_TIMEOUT_SECONDS", 60, 86400),
         console_trusted_proxies=_int(config, "CONSOLE_TRUSTED_PROXIES", 0, 10),
+    )
+    longest = longest_token(key_ring(deployment))
+    if longest > CONTRACT_TOKEN_CHARS:
+        raise ConfigError(
+            f"tokens would be up to {longest} characters for a {CONTRACT_USER_ID_CHARS}-character "
+            f"user id and a {CONTRACT_TARGET_CHARS}-character target, over the "
+            f"{CONTRACT_TOKEN_CHARS} the contract allows: use a shorter ACTIVE_KEY_ID "
+            f"({active!r}), TOKEN_ISSUER or TOKEN_AUDIENCE, or TOKEN_ALGORITHM HS256"
+        )
+    return deployment
+
+
+def key_ring(deployment: Deployment) -> KeyRing:
+    """Return the key ring that signs and checks tokens under ``deployment``."""
+    return KeyRing(
+        keys=deployment.signing_keys,
+        active_key_id=deployment.active_key_id,
+        algorithm=deployment.algorithm,
+        issuer=deployment.issuer,
+        audience=deployment.audience,
+        max_ttl_seconds=deployment.max_ttl_seconds,
+        leeway_seconds=deployment.leeway_seconds,
     )

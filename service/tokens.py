@@ -56,8 +56,10 @@ REQUIRED_CLAIMS = ("iss", "aud", "sub", "iat", "exp", "jti", "pur", "sid", "ep",
 #: A longer input is refused before it is parsed.
 MAX_TOKEN_LENGTH = 4096
 #: The contract's bound on a token: at most this many characters for a user
-#: id of 36 characters and a target of 64, so that a link fits in any email.
+#: id and a target of the lengths below, so that a link fits in any email.
 CONTRACT_TOKEN_CHARS = 512
+CONTRACT_USER_ID_CHARS = 36
+CONTRACT_TARGET_CHARS = 64
 USER_ID = re.compile(r"[A-Za-z0-9._:@+\-]{1,128}")
 #: A compact JWS: three base64url segments. Anything else is refused before
 #: a byte of it is decoded (JWE has five, unsecured JWS ends in a dot).
@@ -136,16 +138,16 @@ class Claims(NamedTuple):
 
 
 def longest_token(ring: KeyRing) -> int:
-    """Return how long ``ring``'s tokens get for a 36-character user id and a 64-character target.
+    """Return how long ``ring``'s tokens get for the contract's longest user id and target.
 
     The parts that grow are taken at their longest: epochs of seven digits, the
     longest lifetime, times of ten digits (until the year 2286).
     """
     state = TokenState("x" * 12, 9_999_999, 9_999_999)  # the stores' incarnations are 12
     token, _ = issue_token(
-        "u" * 36,
+        "u" * CONTRACT_USER_ID_CHARS,
         state,
-        target="/" + "t" * 63,
+        target="/" + "t" * (CONTRACT_TARGET_CHARS - 1),
         ring=ring,
         ttl=ring.max_ttl_seconds,
         now=datetime(2286, 1, 1, tzinfo=UTC),
