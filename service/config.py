@@ -133,8 +133,17 @@ def _bool(config: Mapping[str, Any], key: str) -> bool:
     return value
 
 
+def _text(value: Any) -> Any:
+    # LINKS_<KEY> values are read as JSON (from_prefixed_env): LINKS_ACTIVE_KEY_ID=2026
+    # arrives as the number 2026. A whole number stands for its digits where a
+    # string is meant.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
 def _str(config: Mapping[str, Any], key: str) -> str:
-    value = config.get(key)
+    value = _text(config.get(key))
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{key} must be a non-empty string")
     return value.strip()
@@ -312,10 +321,7 @@ def validate_config(config: Mapping[str, Any], instance_path: str) -> Deployment
         api_value = api_value or generated["API_KEYS"]
         secret_value = secret_value or generated["SECRET_KEY"]
     signing_keys = _signing_keys(signing_value)
-    active = config.get("ACTIVE_KEY_ID")
-    if isinstance(active, int) and not isinstance(active, bool):
-        active = str(active)  # LINKS_ACTIVE_KEY_ID=2026 arrives parsed as JSON: a number
-    active = active or next(iter(signing_keys))
+    active = _text(config.get("ACTIVE_KEY_ID")) or next(iter(signing_keys))
     if active not in signing_keys:
         raise ConfigError(
             f"ACTIVE_KEY_ID is {active!r}, which is not a key id of SIGNING_KEYS "

@@ -139,15 +139,17 @@ def test_service_config_file_then_env_then_test_config(base, tmp_path, monkeypat
     assert deployment.log_retention_days == 5  # test_config beats everything
 
 
-def test_a_key_id_of_digits_works_from_the_environment(base, monkeypatch):
+def test_settings_of_digits_work_from_the_environment(base, monkeypatch):
     # from_prefixed_env reads values as JSON: LINKS_ACTIVE_KEY_ID=2026 is the number 2026.
     secret = "s" * 40
     del base["SIGNING_KEYS"]
     monkeypatch.setenv("LINKS_SIGNING_KEYS", json.dumps({"2025": secret, "2026": secret + "x"}))
     monkeypatch.setenv("LINKS_ACTIVE_KEY_ID", "2026")
+    monkeypatch.setenv("LINKS_TOKEN_AUDIENCE", "42")  # any string setting: the same
     app = create_app(base)
     try:
         assert app.extensions["ring"].active_key_id == "2026"
+        assert app.extensions["ring"].audience == "42"
     finally:
         close_app(app)
 
