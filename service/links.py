@@ -107,9 +107,7 @@ def validate_target(value: Any, token_param: str) -> str:
         return ApiError(400, "invalid_target", f"target: {why}")
 
     if not isinstance(value, str):
-        raise ApiError(
-            400, "invalid_request", "target: must be a string path such as /tickets/1234"
-        )
+        raise _invalid("target", "must be a string path such as /tickets/1234")
     if not value or len(value) > MAX_TARGET_LENGTH:
         raise refuse(f"must be 1 to {MAX_TARGET_LENGTH} characters")
     if not _URI_PATH.fullmatch(value):
