@@ -144,7 +144,7 @@ class SqliteStore:
         self.defaults = defaults
         self._local = threading.local()
         self._guard = _Guard(path)
-        self._create(defaults)
+        self._create()
 
     @classmethod
     def from_url(
@@ -213,11 +213,9 @@ class SqliteStore:
             # one, accepting tokens the store on disk no longer knows. One stat
             # a call, against the open file's identity.
             log.warning("SQLite store %s was deleted or replaced: opening it anew", self.path)
-            for conn in (local.conn, local.log_conn):
-                if conn is not None:
-                    conn.close()
+            self._close(local)
             self._open(local)
-            self._create(self.defaults)  # a new, empty file gets a new incarnation
+            self._create()  # a new, empty file gets a new incarnation
         return local.conn
 
     def _open(self, local: threading.local) -> None:
@@ -227,6 +225,12 @@ class SqliteStore:
         local.log_conn = None
         local.pid = os.getpid()
         local.file = self._file_id()
+
+    @staticmethod
+    def _close(local: threading.local) -> None:
+        for conn in (local.conn, local.log_conn):
+            if conn is not None:
+                conn.close()
 
     def _file_id(self) -> tuple[int, int] | None:
         try:
@@ -258,7 +262,7 @@ class SqliteStore:
                 raise
             conn.execute("COMMIT")
 
-    def _create(self, defaults: Settings) -> None:
+    def _create(self) -> None:
         with self._guard:
             conn = self._conn()
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -276,8 +280,8 @@ class SqliteStore:
                     (
                         incarnation,
                         _ts(now),
-                        int(defaults.auto_login_enabled),
-                        defaults.token_ttl_seconds,
+                        int(self.defaults.auto_login_enabled),
+                        self.defaults.token_ttl_seconds,
                     ),
                 )
                 self._audit(conn, now, "system", "store.create", {"incarnation": incarnation})
@@ -486,7 +490,5 @@ class SqliteStore:
     def close(self) -> None:
         local = self._local
         if getattr(local, "pid", None) == os.getpid():
-            for conn in (local.conn, local.log_conn):
-                if conn is not None:
-                    conn.close()
+            self._close(local)
         self._local = threading.local()
