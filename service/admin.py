@@ -16,7 +16,7 @@ from service.clock import isoformat
 from service.config import MIN_TTL_SECONDS
 from service.errors import ApiError
 from service.http import whole_number
-from service.links import validate_user_id
+from service.links import json_integer, validate_user_id
 from service.store import EpochInfo, Settings, Store
 
 __all__ = [
@@ -77,8 +77,8 @@ def validate_settings(body: Any, max_ttl: int) -> dict[str, Any]:
             raise refuse("auto_login_enabled: must be true or false")
         changes["auto_login_enabled"] = body["auto_login_enabled"]
     if "token_ttl_seconds" in body:
-        ttl = body["token_ttl_seconds"]
-        if not isinstance(ttl, int) or isinstance(ttl, bool):
+        ttl = json_integer(body["token_ttl_seconds"])
+        if ttl is None:
             raise refuse("token_ttl_seconds: must be a whole number of seconds")
         if not MIN_TTL_SECONDS <= ttl <= max_ttl:
             raise refuse(f"token_ttl_seconds: must be between {MIN_TTL_SECONDS} and {max_ttl}")

@@ -27,6 +27,7 @@ __all__ = [
     "LinkRequest",
     "build_links",
     "decide",
+    "json_integer",
     "parse_link_request",
     "validate_target",
     "validate_user_id",
@@ -82,6 +83,19 @@ class LinkAnswer:
 def _iso(moment: datetime) -> str:
     # Every answer of a batch expires at the same second: format it once.
     return isoformat(moment)
+
+
+def json_integer(value: Any) -> int | None:
+    """Return ``value`` as an int if JSON Schema calls it an integer (``86400.0`` too), else None.
+
+    A bool is not a number here, and neither is a float with a fractional part
+    or one too large to be a whole number of seconds anyone means.
+    """
+    if type(value) is int:
+        return value
+    if type(value) is float and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    return None
 
 
 def _invalid(field: str, detail: str) -> ApiError:
@@ -169,7 +183,8 @@ def parse_link_request(body: Any, *, token_param: str, max_ttl_seconds: int) -> 
 
     ttl = body.get("ttl_seconds")
     if ttl is not None:
-        if not isinstance(ttl, int) or isinstance(ttl, bool):
+        ttl = json_integer(ttl)
+        if ttl is None:
             raise _invalid("ttl_seconds", "must be a whole number of seconds")
         if not MIN_TTL_SECONDS <= ttl <= max_ttl_seconds:
             raise ApiError(

@@ -60,6 +60,15 @@ def test_patch_changes_the_fields_sent_and_keeps_the_others(client, change):
     assert get(client, "/v1/admin/settings").json == {**DEFAULTS, **change}
 
 
+def test_a_lifetime_written_as_a_whole_float_is_an_integer(client):
+    # JSON Schema's "integer" includes 86400.0; the OpenAPI document says integer.
+    response = patch_settings(client, {"token_ttl_seconds": 86400.0})
+
+    assert response.status_code == 200
+    assert response.json["token_ttl_seconds"] == 86400
+    assert type(response.json["token_ttl_seconds"]) is int
+
+
 def test_settings_change_reaches_another_app_on_the_same_store(client, make_app):
     other = make_app().test_client()
 
@@ -87,7 +96,7 @@ def test_settings_change_reaches_another_app_on_the_same_store(client, make_app)
         {"auto_login_enabled": None},
         {"token_ttl_seconds": True},
         {"token_ttl_seconds": "3600"},
-        {"token_ttl_seconds": 3600.0},
+        {"token_ttl_seconds": 3600.5},
         {"token_ttl_seconds": None},
         {"token_ttl_seconds": [3600]},
         {"token_ttl_seconds": 59},

@@ -193,6 +193,7 @@ def test_expires_at_is_now_plus_the_default_lifetime(frozen, enabled):
         (60, "2026-11-25T10:01:00Z"),
         (86400, "2026-11-26T10:00:00Z"),
         (604800, "2026-12-02T10:00:00Z"),
+        (86400.0, "2026-11-26T10:00:00Z"),  # JSON Schema's integer: a whole float too
     ),
 )
 def test_ttl_seconds_sets_the_lifetime(frozen, enabled, ttl, expires_at):
