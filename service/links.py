@@ -34,11 +34,13 @@ __all__ = [
 ]
 
 MAX_TARGET_LENGTH = 2048
-# A pragmatic address check: one @, an ASCII local part, a dotted host name.
+# A pragmatic address check: one @, an ASCII dot-atom local part (RFC 5322: no
+# leading, trailing or doubled dot) of up to 64 characters, a dotted host name.
 # Display names ("Alice <a@example.com>") are refused: the caller sends bare
-# addresses, so there is exactly one way to compare them.
+# addresses, so there is exactly one way to compare them. openapi.json's Email
+# pattern spells the same rule.
 _EMAIL = re.compile(
-    r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@"
+    r"(?=[^@]{1,64}@)[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@"
     r"(?=.{1,253}\Z)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+"
 )
