@@ -11,10 +11,18 @@ key::
     link = client.link("42", "alice@example.com", to=["alice@example.com"],
                        target="/tickets/1234")
     link.url  # with a token when the service allowed one
+
+A deployment with many tenants (helpdesks) names the tenant and its own
+portal address; its calls go to ``/v1/tenants/{tenant}/links``::
+
+    acme = LinkClient("https://autologin.internal", issuer_key, tenant="acme",
+                      portal_base_url="https://acme.portal.example.com")
+    globex = acme.for_tenant("globex", portal_base_url="https://globex.portal.example.com")
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,7 +31,7 @@ from typing import Any
 import requests
 
 from service.portal import is_portal_path
-from service.transport import ServiceClient
+from service.transport import ServiceClient, check_tenant_id, tenant_path
 
 __all__ = ["EmailLinkRequest", "LinkClient", "PortalLink", "addresses"]
 
@@ -105,9 +113,15 @@ class LinkClient(ServiceClient):
 
     :param service_url: the service's base URL.
     :param api_key: an API key with the ``issuer`` role; sent as ``Authorization: Bearer``.
+        A platform key may issue for any tenant; a tenant key only for its own.
     :param portal_base_url: the portal's origin (and base path): the plain link
-        is this plus the target. It should equal the service's ``PORTAL_BASE_URL``;
-        an answer whose link points elsewhere is not used.
+        is this plus the target. It should equal the service's ``PORTAL_BASE_URL``,
+        or with ``tenant`` that tenant's ``portal_base_url``; an answer whose link
+        points elsewhere is not used.
+    :param tenant: the tenant id (``acme``): calls go to ``/v1/tenants/acme/links``
+        and ``.../links/batch``. ``None`` (the default): the unprefixed paths, which
+        act in the key's own tenant (``default`` for a platform key). A malformed
+        id raises ``ValueError``.
     :param connect_timeout: seconds to wait for a connection.
     :param read_timeout: seconds to wait for the answer: the longest an email waits.
     """
@@ -118,6 +132,7 @@ class LinkClient(ServiceClient):
         api_key: str,
         *,
         portal_base_url: str,
+        tenant: str | None = None,
         connect_timeout: float = 1.0,
         read_timeout: float = 3.0,
         session: requests.Session | None = None,
@@ -128,11 +143,26 @@ class LinkClient(ServiceClient):
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
             session=session,
+            tenant=tenant,
         )
         self.portal_base_url = portal_base_url.rstrip("/")
 
     def __repr__(self) -> str:  # never the key
-        return f"LinkClient({self.service_url!r}, portal_base_url={self.portal_base_url!r})"
+        tenant = "" if self.tenant is None else f", tenant={self.tenant!r}"
+        return f"LinkClient({self.service_url!r}, portal_base_url={self.portal_base_url!r}{tenant})"
+
+    def for_tenant(self, tenant: str, *, portal_base_url: str) -> LinkClient:
+        """Return a client of ``tenant`` with its portal address; same key, timeouts and session.
+
+        For an email system that sends for many tenants with one platform key:
+        the connections are shared, and closing the new client leaves the
+        session open (this client owns it).
+        """
+        other = copy.copy(self)
+        other.tenant = check_tenant_id(tenant)
+        other.portal_base_url = portal_base_url.rstrip("/")
+        other._own_session = False
+        return other
 
     def link(
         self,
@@ -154,7 +184,7 @@ class LinkClient(ServiceClient):
         if not is_portal_path(target):
             return self._fallback(request, "service_error", "target is not a path on the portal")
         try:
-            answer = self._post("/v1/links", request.to_json())
+            answer = self._post(tenant_path(self.tenant, "/v1/links"), request.to_json())
             return self._answer(answer, request)
         except _Fallback as e:
             return self._fallback(request, e.reason, e.why)
@@ -180,7 +210,8 @@ class LinkClient(ServiceClient):
         if sent:
             try:
                 answer = self._post(
-                    "/v1/links/batch", {"items": [chunk[i].to_json() for i in sent]}
+                    tenant_path(self.tenant, "/v1/links/batch"),
+                    {"items": [chunk[i].to_json() for i in sent]},
                 )
                 answers = answer.get("items") if isinstance(answer, dict) else None
                 if not isinstance(answers, list) or len(answers) != len(sent):
@@ -188,7 +219,10 @@ class LinkClient(ServiceClient):
             except _Fallback as e:
                 # One line for the whole request, not one per email.
                 log.warning(
-                    "auto-login links for %d emails: %s; they get plain links", len(sent), e.why
+                    "auto-login links for %d emails%s: %s; they get plain links",
+                    len(sent),
+                    self._of_tenant(),
+                    e.why,
                 )
                 for i in sent:
                     out[i] = self._plain(chunk[i], e.reason)
@@ -233,9 +267,16 @@ class LinkClient(ServiceClient):
 
     def _fallback(self, request: EmailLinkRequest, reason: str, why: str) -> PortalLink:
         log.warning(
-            "auto-login link for user %s: %s; the email gets the plain link", request.user_id, why
+            "auto-login link for user %s%s: %s; the email gets the plain link",
+            request.user_id,
+            self._of_tenant(),
+            why,
         )
         return self._plain(request, reason)
+
+    def _of_tenant(self) -> str:
+        # User 42 of acme and user 42 of globex are two people: say which.
+        return "" if self.tenant is None else f" of tenant {self.tenant}"
 
     def _plain(self, request: EmailLinkRequest, reason: str) -> PortalLink:
         target = request.target if is_portal_path(request.target) else "/"

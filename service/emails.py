@@ -12,10 +12,17 @@ not answer. Put the callable of :func:`make_portal_link` into the context::
 HTML autoescaping keeps the link working: ``&`` in its query becomes ``&amp;``
 inside ``href="..."``, which the mail client reads back as ``&``.
 
+An email of one tenant of a deployment with many names the tenant and that
+tenant's portal address (``make_portal_link(client, tenant="acme",
+portal_base_url="https://acme.portal.example.com", ...)``), or uses a client
+made for it (``LinkClient(..., tenant="acme")``).
+
 Try it (the issuer key is read from an environment variable, never argv)::
 
     AUTOLOGIN_ISSUER_KEY=... python -m service.emails --user 42 \\
         --email alice@example.com --to alice@example.com --target /tickets/1234
+    AUTOLOGIN_ISSUER_KEY=... python -m service.emails --tenant acme \\
+        --portal-url https://acme.portal.example.com --user 42 ...
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from email.message import EmailMessage
 import jinja2
 
 from service.client import LinkClient, PortalLink, addresses
+from service.transport import check_tenant_id
 
 __all__ = [
     "PortalLinks",
@@ -55,6 +63,13 @@ class PortalLinks:
     link, so an email carries one token, not two. ``to``, ``cc`` and ``bcc``
     are every address the email goes to, exactly as it is sent (Bcc
     included): a token goes only into an email with one reader.
+
+    ``tenant`` and ``portal_base_url`` make the links those of that tenant and
+    its portal (``/v1/tenants/{tenant}/links``), through ``client`` (its key
+    and connections). Without them the links are the client's own tenant's. A
+    tenant other than the client's needs its ``portal_base_url``: each tenant has
+    its own portal address, and the plain link must point at it. A malformed
+    tenant id raises ``ValueError``.
     """
 
     def __init__(
@@ -67,7 +82,19 @@ class PortalLinks:
         cc: Sequence[str] = (),
         bcc: Sequence[str] = (),
         ttl_seconds: int | None = None,
+        tenant: str | None = None,
+        portal_base_url: str | None = None,
     ) -> None:
+        if tenant is None:
+            if portal_base_url is not None:
+                raise ValueError("portal_base_url goes with a tenant (the client has its own)")
+        elif portal_base_url is not None:
+            client = client.for_tenant(tenant, portal_base_url=portal_base_url)
+        elif check_tenant_id(tenant) != client.tenant:
+            raise ValueError(
+                f"give the portal_base_url of tenant {tenant!r}: each tenant has its own portal"
+            )
+        #: The client of this email's tenant.
         self.client = client
         self.user_id = user_id
         self.email = email
@@ -181,7 +208,15 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--bcc", action="append", default=[], help="a Bcc address (repeatable)")
     parser.add_argument("--target", default="/", help="the portal path, e.g. /tickets/1234")
     parser.add_argument("--service-url", default="http://127.0.0.1:8000")
-    parser.add_argument("--portal-url", default="http://127.0.0.1:8080")
+    parser.add_argument(
+        "--portal-url",
+        default="http://127.0.0.1:8080",
+        help="the portal's address (with --tenant: that tenant's portal_base_url)",
+    )
+    parser.add_argument(
+        "--tenant",
+        help="the tenant id (acme) of a deployment with many; default: the key's own tenant",
+    )
     parser.add_argument(
         "--api-key-env",
         default="AUTOLOGIN_ISSUER_KEY",
@@ -208,9 +243,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     api_key = os.environ.get(args.api_key_env, "").strip()
     if not api_key:
         parser.error(f"set ${args.api_key_env} to an API key with the issuer role")
+    if args.tenant is not None:
+        try:
+            check_tenant_id(args.tenant)
+        except ValueError as e:
+            parser.error(str(e))
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     with LinkClient(
-        args.service_url, api_key, portal_base_url=args.portal_url, read_timeout=args.timeout
+        args.service_url,
+        api_key,
+        portal_base_url=args.portal_url,
+        tenant=args.tenant,
+        read_timeout=args.timeout,
     ) as client:
         rendered = render_ticket_update(
             client,

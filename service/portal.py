@@ -14,6 +14,14 @@ stripped from the query, unverified. Portals whose users' mail is scanned by
 tools that *follow* links use ``confirm=True``: the GET shows one button that
 POSTs the token, and only that POST signs in.
 
+One portal may serve many tenants (helpdesks) of the service: ``tenant=`` is
+a function of the request (``tenant_from_host({"acme.portal.example.com":
+"acme"})``, :func:`subdomain_tenant`) or one tenant id, and the token is
+verified in that tenant alone (``POST /v1/tenants/{tenant}/tokens/verify``).
+A request without a tenant verifies nothing: it is a failed link. The service
+refuses a token of another tenant, so a link of acme opened on globex's portal
+signs no one in.
+
 Nothing here logs a token, and nothing taken from the request decides where a
 signed-in user goes: the target comes from the verified answer, and it is
 checked again to be a path on this portal. This module needs only the standard
@@ -29,10 +37,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, unquote_plus, urlsplit
 
-from service.transport import ServiceClient
+from service.transport import ServiceClient, check_tenant_id, is_tenant_id, tenant_path
 
 __all__ = [
     "FAILURE_REASONS",
+    "TENANT_ENVIRON_KEY",
     "AutoLoginMiddleware",
     "FlaskAutoLogin",
     "LoginRefusedError",
@@ -40,6 +49,10 @@ __all__ = [
     "VerificationError",
     "Verifier",
     "is_portal_path",
+    "is_tenant_id",
+    "request_host",
+    "subdomain_tenant",
+    "tenant_from_host",
 ]
 
 log = logging.getLogger("service.portal")
@@ -61,12 +74,17 @@ MAX_CONFIRM_BODY = 16 * 1024
 #: Headers of every answer that carries or consumes a token: no cache keeps
 #: it, and no Referer header takes the address to another site.
 NO_STORE = [("Cache-Control", "no-store"), ("Referrer-Policy", "no-referrer")]
+#: The environ key that tells ``login`` and ``on_failure`` the request's tenant
+#: (``None``: it has none), when the middleware has ``tenant=``.
+TENANT_ENVIRON_KEY = "autologin.tenant"
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"
 _QUERY_SAFE = _PATH_SAFE + "?%"
 
 Headers = Iterable[tuple[str, str]]
 LoginCallback = Callable[[dict[str, Any], str, dict[str, Any]], Headers | None]
 FailureCallback = Callable[[dict[str, Any], str], Headers | None]
+#: ``tenant(environ)``: the tenant id of a request, or ``None`` when it has none.
+TenantFunction = Callable[[Mapping[str, Any]], str | None]
 
 
 class LoginRefusedError(Exception):
@@ -93,6 +111,9 @@ class Verified:
     target: str
     #: The whole verified answer (``user_id``, ``target``, ``issued_at``, ``expires_at``).
     claims: dict[str, Any]
+    #: The tenant it was verified in (``user_id`` is a user of this tenant), or
+    #: ``None``: the unprefixed path, the portal key's own tenant.
+    tenant: str | None = None
 
 
 def is_portal_path(value: object) -> bool:
@@ -120,13 +141,28 @@ class Verifier(ServiceClient):
     """Ask the service who a token signs in: ``POST /v1/tokens/verify`` with the portal key.
 
     Takes the arguments of :class:`~service.transport.ServiceClient`; ``api_key``
-    is a key with the ``portal`` role.
+    is a key with the ``portal`` role (a platform key to verify in any tenant, a
+    tenant key for its own). With ``tenant``, verifications go to
+    ``/v1/tenants/{tenant}/tokens/verify``.
     """
 
     def verify(
-        self, token: str, *, ip: str | None = None, user_agent: str | None = None
+        self,
+        token: str,
+        *,
+        ip: str | None = None,
+        user_agent: str | None = None,
+        tenant: str | None = None,
     ) -> Verified:
-        """Return who ``token`` signs in; raise :class:`VerificationError` otherwise."""
+        """Return who ``token`` signs in; raise :class:`VerificationError` otherwise.
+
+        :param tenant: the tenant to verify in, instead of this verifier's own.
+            A malformed id is ``token_invalid``, and the token is not sent.
+        """
+        if tenant is None:
+            tenant = self.tenant
+        elif not is_tenant_id(tenant):
+            raise VerificationError("token_invalid", "malformed tenant id, token not sent")
         if not token or len(token) > MAX_TOKEN_LENGTH:
             raise VerificationError("token_invalid", "empty or over-long token, not sent")
         client = {}
@@ -136,9 +172,17 @@ class Verifier(ServiceClient):
         if user_agent:
             client["user_agent"] = user_agent[:512]
         body = {"token": token, "client": client}
-        status, answer, code = self.post("/v1/tokens/verify", body, error=VerificationError)
+        status, answer, code = self.post(
+            tenant_path(tenant, "/v1/tokens/verify"), body, error=VerificationError
+        )
         if status == 401 and code in _TOKEN_CODES:
             raise VerificationError(code, code)
+        if status == 404 and code == "tenant_not_found":
+            # No such tenant (deleted, or a host mapped to a wrong id): no link
+            # of it can sign in, now or after a retry. Loud, as it may be our
+            # configuration.
+            log.warning("auto-login: the service has no tenant %r; the link is invalid", tenant)
+            raise VerificationError("token_invalid", "HTTP 404 tenant_not_found")
         if status != 200:
             # 401 unauthorized / 403 forbidden: our key; 503: the service's store.
             raise VerificationError("service_unavailable", f"HTTP {status} {code or ''}".strip())
@@ -153,7 +197,7 @@ class Verifier(ServiceClient):
         if not is_portal_path(target):
             log.warning("auto-login: the verified target is not a path on this portal; using /")
             target = "/"
-        return Verified(answer["user_id"], target, answer)
+        return Verified(answer["user_id"], target, answer, tenant)
 
 
 def _split_query(query: str, param: str) -> tuple[list[str], list[str]]:
@@ -242,6 +286,16 @@ class AutoLoginMiddleware:
         token instead of signing in on the GET (for mail scanned by tools that
         follow links).
     :param confirm_path: where that button POSTs, under ``SCRIPT_NAME``.
+    :param tenant: for a portal of a deployment with many tenants: a function
+        ``tenant(environ) -> str | None`` that names the tenant of each request
+        (:func:`tenant_from_host`, :func:`subdomain_tenant`), or one tenant id
+        for a portal of one tenant. The token is verified in that tenant only;
+        a request whose function answers ``None`` (or anything but a tenant id)
+        is ``token_invalid`` without asking the service, never another tenant.
+        ``login`` and ``on_failure`` find it in ``environ["autologin.tenant"]``:
+        ``login`` signs in ``user_id`` *of that tenant*. ``None`` (the default):
+        the unprefixed path, the portal key's own tenant. A malformed id given
+        here raises ``ValueError``.
     """
 
     def __init__(
@@ -256,6 +310,7 @@ class AutoLoginMiddleware:
         token_param: str = "auto_login",
         confirm: bool = False,
         confirm_path: str = "/auto-login/confirm",
+        tenant: str | TenantFunction | None = None,
         connect_timeout: float = 1.0,
         read_timeout: float = 3.0,
     ) -> None:
@@ -267,6 +322,10 @@ class AutoLoginMiddleware:
             )
         if not is_portal_path(confirm_path) or "?" in confirm_path:
             raise ValueError("confirm_path must be a plain path such as /auto-login/confirm")
+        if tenant is not None and not callable(tenant):
+            tenant = _one_tenant(check_tenant_id(tenant))
+        #: ``tenant(environ)``, or ``None`` when this portal names no tenant.
+        self.tenant: TenantFunction | None = tenant
         self.app = app
         self.login = login
         self.on_failure = on_failure
@@ -301,9 +360,23 @@ class AutoLoginMiddleware:
         token: str,
         page: str,
     ) -> Iterable[bytes]:
+        tenant = None
+        if self.tenant is not None:
+            tenant = self.tenant(environ)
+            if not is_tenant_id(tenant):
+                tenant = None
+            environ[TENANT_ENVIRON_KEY] = tenant
+            if tenant is None:
+                # Not another tenant, not the key's own: a link reaching a
+                # host of no tenant is simply not a link of this portal.
+                log.info("auto-login refused: token_invalid (no tenant for this request, not sent)")
+                return self._failed(environ, start_response, "token_invalid", page)
         try:
             verified = self.verifier.verify(
-                token, ip=environ.get("REMOTE_ADDR"), user_agent=environ.get("HTTP_USER_AGENT")
+                token,
+                ip=environ.get("REMOTE_ADDR"),
+                user_agent=environ.get("HTTP_USER_AGENT"),
+                tenant=tenant,
             )
         except VerificationError as e:
             if e.reason == "service_unavailable":
@@ -314,9 +387,13 @@ class AutoLoginMiddleware:
         try:
             extra = self.login(environ, verified.user_id, verified.claims)
         except LoginRefusedError:
-            log.info("auto-login refused by the portal for user %s", verified.user_id)
+            log.info(
+                "auto-login refused by the portal for user %s%s",
+                verified.user_id,
+                _of_tenant(tenant),
+            )
             return self._failed(environ, start_response, "login_refused", page)
-        log.info("auto-login: signed in user %s", verified.user_id)
+        log.info("auto-login: signed in user %s%s", verified.user_id, _of_tenant(tenant))
         # The target comes from the verified token only: not the request's
         # path, query, "next" or Host header.
         location = _quote_path(environ, "").rstrip("/") + _drop_param(
@@ -381,6 +458,83 @@ class AutoLoginMiddleware:
         return self._sign_in(environ, start_response, form.get(self.token_param, ""), page)
 
 
+def _of_tenant(tenant: str | None) -> str:
+    # User 42 of acme and user 42 of globex are two people: say which.
+    return "" if tenant is None else f" of tenant {tenant}"
+
+
+def _one_tenant(tenant: str) -> TenantFunction:
+    def one_tenant(environ: Mapping[str, Any]) -> str:
+        return tenant
+
+    return one_tenant
+
+
+def request_host(environ: Mapping[str, Any]) -> str | None:
+    """Return the request's host name from ``Host``: lower case, no port, no final dot.
+
+    ``None`` without a ``Host`` header: ``SERVER_NAME`` is the server's own
+    name, not the one the user's link named. Behind a proxy, let
+    ``werkzeug.middleware.proxy_fix.ProxyFix(x_host=1)`` (outermost) set ``Host``.
+    """
+    host = environ.get("HTTP_HOST")
+    if not isinstance(host, str):
+        return None
+    host = host.strip().lower()
+    if host.startswith("["):  # an IPv6 literal, "[::1]:8080"
+        host = host[: host.find("]") + 1]
+    else:
+        name, colon, port = host.rpartition(":")
+        if colon and port.isdigit():
+            host = name
+    return host.rstrip(".") or None
+
+
+def tenant_from_host(hosts: Mapping[str, str]) -> TenantFunction:
+    """Return a ``tenant`` function that reads the tenant id of each host from ``hosts``.
+
+    ``{"acme.portal.example.com": "acme", "help.globex.com": "globex"}``: host
+    names (any case; a port is ignored) to tenant ids. A host that is not there
+    has no tenant. A malformed tenant id raises ``ValueError`` here.
+    """
+    table: dict[str, str] = {}
+    for host, tenant in hosts.items():
+        name = request_host({"HTTP_HOST": host})
+        if name is None:
+            raise ValueError(f"{host!r} is not a host name")
+        table[name] = check_tenant_id(tenant)
+
+    def tenant_of_host(environ: Mapping[str, Any]) -> str | None:
+        host = request_host(environ)
+        return None if host is None else table.get(host)
+
+    return tenant_of_host
+
+
+def subdomain_tenant(base_domain: str) -> TenantFunction:
+    """Return a ``tenant`` function that takes the tenant id from the host's first label.
+
+    With ``"portal.example.com"``, ``acme.portal.example.com`` is tenant
+    ``acme``; ``portal.example.com`` itself, ``a.b.portal.example.com`` and
+    labels that are not tenant ids have none. Every well-formed label is sent
+    to the service, which answers ``tenant_not_found`` for one it does not know
+    (``token_invalid`` here); map the hosts with :func:`tenant_from_host` to
+    keep that call.
+    """
+    suffix = "." + base_domain.strip().lower().strip(".")
+    if suffix == ".":
+        raise ValueError("give the portal's base domain, such as portal.example.com")
+
+    def tenant_of_subdomain(environ: Mapping[str, Any]) -> str | None:
+        host = request_host(environ)
+        if host is None or not host.endswith(suffix):
+            return None
+        label = host[: -len(suffix)]
+        return label if is_tenant_id(label) else None
+
+    return tenant_of_subdomain
+
+
 def _prefetch(environ: Mapping[str, Any]) -> bool:
     purpose = environ.get("HTTP_SEC_PURPOSE", "") + environ.get("HTTP_PURPOSE", "")
     return "prefetch" in purpose.lower() or environ.get("HTTP_X_MOZ", "").lower() == "prefetch"
@@ -424,7 +578,9 @@ class FlaskAutoLogin:
     user_id``) or raises :class:`LoginRefusedError`; ``on_failure(request, reason)``
     may ``flash()`` a message. Both run in a request context of the app (its
     ``before_request`` hooks do not run), and the session they change is saved
-    into the redirect's ``Set-Cookie``.
+    into the redirect's ``Set-Cookie``. The other keyword arguments are the
+    middleware's (``tenant=`` included: the tenant is in
+    ``request.environ["autologin.tenant"]``).
     """
 
     def __init__(
