@@ -17,12 +17,15 @@ __all__ = [
     "ApiError",
     "BadSignatureError",
     "ConfigError",
+    "ConflictError",
     "ExpiredTokenError",
+    "KeyNotFoundError",
     "MalformedTokenError",
     "RevokedTokenError",
     "StoreDataError",
     "StoreError",
     "StoreUnavailableError",
+    "TenantNotFoundError",
     "TokenError",
     "problem",
 ]
@@ -125,12 +128,36 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
+class TenantNotFoundError(ApiError):
+    """The tenant a call names does not exist (or was deleted)."""
+
+    def __init__(self, tenant_id: str) -> None:
+        super().__init__(404, "tenant_not_found", f"no tenant {tenant_id!r}")
+        #: The id asked for (well-formed: it was validated first).
+        self.tenant_id = tenant_id
+
+
+class ConflictError(ApiError):
+    """A tenant or a key of that name exists already (``tenant_exists``, ``key_exists``)."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(409, code, detail)
+
+
+class KeyNotFoundError(ApiError):
+    """The tenant has no API key of that name."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(404, "key_not_found", f"this tenant has no key named {name!r}")
+
+
 _TITLES = {
     400: "Bad request",
     401: "Unauthorized",
     403: "Forbidden",
     404: "Not found",
     405: "Method not allowed",
+    409: "Conflict",
     413: "Payload too large",
     415: "Unsupported media type",
     429: "Too many requests",

@@ -20,15 +20,21 @@ from typing import Any, NamedTuple, Protocol
 from service.errors import ConfigError
 
 __all__ = [
+    "DEFAULT_TENANT",
     "AuditEvent",
     "EpochInfo",
     "IssueState",
+    "KeyRecord",
     "Settings",
     "Signin",
     "Store",
+    "TenantInfo",
     "TokenState",
     "open_store",
 ]
+
+#: The tenant of a single-helpdesk install, and of every call that names none.
+DEFAULT_TENANT = "default"
 
 
 @dataclass(frozen=True)
@@ -99,8 +105,120 @@ class AuditEvent:
     detail: Mapping[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class TenantInfo:
+    """One tenant: its id, its own portal address, when it was made, its settings."""
+
+    tenant_id: str
+    #: ``None`` for ``default``, whose address is the deployment's PORTAL_BASE_URL.
+    portal_base_url: str | None
+    created_at: datetime
+    settings: Settings
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """A tenant API key as the store keeps it: never the key, only its digest."""
+
+    name: str
+    digest: bytes
+    roles: frozenset[str]
+    created_at: datetime
+    last_used_at: datetime | None
+
+
 class Store(Protocol):
-    """Shared runtime state: epochs, settings, audit and sign-in logs."""
+    """Shared runtime state: epochs, settings, audit and sign-in logs, per tenant.
+
+    A store object acts in one tenant, :attr:`tenant_id` (``default`` for the
+    one :func:`open_store` returns); :meth:`tenant` returns a view of the same
+    store acting in another. Every per-tenant method raises
+    :class:`~service.errors.TenantNotFoundError` when that tenant does not
+    exist. The tenant registry, the platform audit log and the rate-limit
+    counters belong to no tenant and are the same through every view.
+    """
+
+    #: The tenant this view acts in.
+    tenant_id: str
+    #: When this version took over a store written by the single-tenant
+    #: version (seconds since the Unix epoch), else ``None``: tokens without
+    #: a tenant claim are ``default``'s only if issued before then.
+    legacy_before: float | None
+
+    def tenant(self, tenant_id: str) -> Store:
+        """Return a view of this store acting in ``tenant_id`` (not checked here)."""
+        ...
+
+    # -- tenants (the platform's) ------------------------------------------
+
+    def create_tenant(
+        self, tenant_id: str, portal_base_url: str, *, actor: str, reason: str, now: datetime
+    ) -> TenantInfo:
+        """Create a tenant (auto-login off, default lifetime); ``ConflictError`` if it exists."""
+        ...
+
+    def get_tenant(self, tenant_id: str) -> TenantInfo:
+        """Return one tenant, or raise ``TenantNotFoundError``."""
+        ...
+
+    def list_tenants(self, *, after: str | None, prefix: str, limit: int) -> list[TenantInfo]:
+        """Return up to ``limit`` tenants by id: after ``after``, ids starting ``prefix``."""
+        ...
+
+    def update_tenant(
+        self, tenant_id: str, portal_base_url: str, *, actor: str, reason: str, now: datetime
+    ) -> TenantInfo:
+        """Move a tenant's portal address; audited in both logs."""
+        ...
+
+    def delete_tenant(self, tenant_id: str, *, actor: str, reason: str, now: datetime) -> None:
+        """Delete a tenant at once (tokens refused, keys unknown, id free); data goes later."""
+        ...
+
+    def reap(self, *, budget: int) -> bool:
+        """Remove up to about ``budget`` rows or keys of deleted tenants; True if more remain."""
+        ...
+
+    def platform_audit_events(self, *, limit: int) -> list[AuditEvent]:
+        """Return up to ``limit`` events of the platform's audit log, newest first."""
+        ...
+
+    # -- tenant API keys (this view's tenant) -------------------------------
+
+    def create_key(
+        self,
+        name: str,
+        digest: bytes,
+        roles: frozenset[str],
+        *,
+        actor: str,
+        reason: str,
+        now: datetime,
+    ) -> KeyRecord:
+        """Keep a new key's digest; ``ConflictError`` (``key_exists``) if the name is taken."""
+        ...
+
+    def keys(self) -> list[KeyRecord]:
+        """Return this tenant's keys, by name."""
+        ...
+
+    def find_key(self, digest: bytes) -> KeyRecord | None:
+        """Return this tenant's key with SHA-256 ``digest``, if any."""
+        ...
+
+    def touch_key(self, name: str, now: datetime) -> None:
+        """Record that key ``name`` was used at ``now``."""
+        ...
+
+    def revoke_key(self, name: str, *, actor: str, reason: str, now: datetime) -> None:
+        """Forget key ``name`` at once; ``KeyNotFoundError`` if there is none."""
+        ...
+
+    # -- the tenant's own state ---------------------------------------------
+
+    def tenant_info(self) -> TenantInfo:
+        """Return this view's tenant."""
+        ...
 
     def token_state(self, user_id: str) -> TokenState:
         """Read the incarnation, the global epoch and ``user_id``'s epoch at once."""

@@ -1,37 +1,58 @@
 """The shared store on Redis, for several hosts.
 
 Every key starts with ``key_prefix`` (``autologin:`` by default), so several
-deployments can share one Redis::
+deployments can share one Redis. Each tenant's keys share one hash tag, the
+tenant id in braces, so a Redis Cluster can spread tenants over its shards
+and no script touches two tenants::
 
-    {p}meta            hash: incarnation, epoch, changed_at, changed_by, reason,
-                       auto_login_enabled (0/1), token_ttl_seconds
-    {p}user_epochs     hash: user id -> epoch (absent: 0); O(1) with millions of users
-    {p}seq             counter numbering log entries in the order they were written
-    {p}audit           sorted set by number: JSON [seq, at, [actor, action, detail]]
-    {p}signins         sorted set by number: JSON [seq, at, [user, outcome, ip, ua]]
-    {p}signins:<user>  the same members, one user's only (the newest MAX_USER_SIGNINS)
-    {p}audit_at, {p}signins_at   sorted sets seq -> at, so prune finds old entries
-    {p}rl:<key>        rate-limit counters, expiring with their window
+    {p}{T}:meta           hash: incarnation, epoch, changed_at, changed_by, reason,
+                          auto_login_enabled (0/1), token_ttl_seconds, created_at,
+                          portal_base_url ('' for the deployment's)
+    {p}{T}:<inc>:user_epochs  hash: user id -> epoch (absent: 0), "\\n" -> <inc>
+    {p}{T}:<inc>:seq      counter numbering log entries in the order they were written
+    {p}{T}:<inc>:audit    sorted set by number: JSON [seq, at, [actor, action, detail]]
+    {p}{T}:<inc>:signins  sorted set by number: JSON [seq, at, [user, outcome, ip, ua]]
+    {p}{T}:<inc>:signins:<user>   the same members, one user's only
+    {p}{T}:<inc>:audit_at, :signins_at   sorted sets seq -> at, so prune finds old entries
+    {p}{T}:<inc>:keys     hash: key name -> JSON {digest, roles, created_at}
+    {p}{T}:<inc>:digests  hash: hex SHA-256 digest -> key name; :used name -> last use
+
+Everything but the meta hash is keyed by the tenant's incarnation: deleting
+a tenant deletes its meta hash (one step), and the rest is removed later in
+bounded steps (:meth:`RedisStore.reap`) without ever touching a tenant made
+again under the same id, whose incarnation differs. The few keys of no
+tenant have the hash tag ``{_platform}`` (not a tenant id: ids have no
+underscore)::
+
+    {p}{_platform}:tenants          sorted set of every tenant id (score 0: by id)
+    {p}{_platform}:trash            set of "<tenant> <inc>" whose keys are still to remove
+    {p}{_platform}:seq, :audit, :audit_at   the platform's audit log
+    {p}{_platform}:info             hash: layout, legacy_before
+    {p}rl:<key>                     rate-limit counters, expiring with their window
 
 Both logs read newest-written first, as the SQLite store does, and keep at
 most ``max_log_entries`` entries besides what ``prune`` drops by time.
 
 Every change is one Lua script (``redis_scripts.py``), which Redis runs with
 nothing in between: two admins bumping at once on two hosts get two epochs,
-never one, and the audit event is written in the same step. (Redis does not roll back a script
-that fails half-way, say on a foreign key of the wrong type; the epoch is
-written first, so such a failure can lose an audit event, never a bump.) A
-lost bump brings revoked tokens back to life; that is also why production
-Redis needs ``appendonly yes`` (and ``appendfsync always`` for power cuts).
+never one, and the audit event is written in the same step. A lost bump
+brings revoked tokens back to life; that is also why production Redis needs
+``appendonly yes`` (and ``appendfsync always`` for power cuts).
 
-When ``{p}meta`` is missing (Redis lost its data, or FLUSHALL), the next call
-re-creates the store with a new random incarnation, in one script, so racing
-workers agree on one, and tokens of the old incarnation are refused.
-Standalone Redis only: prune touches per-user keys it derives itself.
+When the default tenant's meta hash is missing (Redis lost its data, or
+FLUSHALL), the next call re-creates it with a new random incarnation, in one
+script, so racing workers agree on one, and tokens of the old incarnation
+are refused. Another tenant whose meta hash is gone does not exist.
+
+A store written by the single-tenant version (``{p}meta``, ``{p}user_epochs``
+and the logs, no hash tags) is taken over as the tenant ``default`` on the
+first start: its keys are renamed into the layout above, its incarnation and
+epochs kept, so its tokens keep verifying.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -62,8 +83,26 @@ from redis.exceptions import (
 from redis.retry import Retry
 
 from service.clock import from_seconds, utcnow
-from service.errors import ConfigError, StoreDataError, StoreError, StoreUnavailableError
-from service.store import AuditEvent, EpochInfo, IssueState, Settings, Signin, TokenState
+from service.errors import (
+    ConfigError,
+    ConflictError,
+    KeyNotFoundError,
+    StoreDataError,
+    StoreError,
+    StoreUnavailableError,
+    TenantNotFoundError,
+)
+from service.store import (
+    DEFAULT_TENANT,
+    AuditEvent,
+    EpochInfo,
+    IssueState,
+    KeyRecord,
+    Settings,
+    Signin,
+    TenantInfo,
+    TokenState,
+)
 from service.store import redis_scripts as lua
 
 __all__ = ["RedisStore"]
@@ -82,6 +121,27 @@ _UNAVAILABLE = (
 )
 _UNAVAILABLE_CODES = ("BUSY ", "MISCONF ", "NOREPLICAS ")
 _COLUMNS = {"auto_login_enabled": int, "token_ttl_seconds": int}
+
+
+#: The single-tenant version's keys (after the prefix), in TAKE_OVER's order.
+_LEGACY_KEYS = ("meta", "user_epochs", "seq", "audit", "audit_at", "signins", "signins_at")
+#: A tenant incarnation's keys of fixed name (after ``{p}{T}:<inc>:``).
+_TENANT_DATA = (
+    "user_epochs",
+    "seq",
+    "audit",
+    "audit_at",
+    "signins",
+    "signins_at",
+    "keys",
+    "digests",
+    "used",
+)
+
+
+def _glob_escape(text: str) -> str:
+    """Return ``text`` as a SCAN MATCH pattern matching itself alone."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
 def _int(value: object) -> int:
@@ -172,7 +232,7 @@ class _ClickConnection:
 
 
 class RedisStore:
-    """The :class:`~service.store.Store` on one (standalone) Redis."""
+    """The :class:`~service.store.Store` on one (standalone) Redis, acting in one tenant."""
 
     def __init__(
         self,
@@ -187,38 +247,63 @@ class RedisStore:
         self.redis = client
         self.defaults = defaults
         self.key_prefix = key_prefix
+        self.legacy_before: float | None = None
         self._guard = _Guard(where)
         p = key_prefix
-        self._meta_key, self._user_epochs = f"{p}meta", f"{p}user_epochs"
-        self._audit, self._signins, self._seq = f"{p}audit", f"{p}signins", f"{p}seq"
-        self._audit_keys = [self._meta_key, self._seq, self._audit, f"{p}audit_at"]
-        self._token_keys = [self._meta_key, self._user_epochs]
-        self._revoke_keys = [*self._audit_keys, self._user_epochs]
-        self._user_signins = f"{p}signins:"  # + user id
+        platform = f"{p}{{_platform}}:"
+        self._tenants_key, self._trash_key, self._info_key = (
+            f"{platform}tenants",
+            f"{platform}trash",
+            f"{platform}info",
+        )
+        self._platform_log = [f"{platform}seq", f"{platform}audit", f"{platform}audit_at"]
 
         def script(text: str) -> Script:
             text = text.replace("MAX_LOG", str(max_log_entries))
             return client.register_script(text.replace("MAX_USER", str(lua.MAX_USER_SIGNINS)))
 
-        self._create_script = script(lua.AUDIT + lua.CREATE)
-        self._bump_script = script(lua.AUDIT + lua.BUMP)
-        self._revoke_script = script(lua.AUDIT + lua.REVOKE)
-        self._settings_script = script(lua.AUDIT + lua.SETTINGS)
+        self._create_script = script(lua.CREATE)
+        self._bump_script = script(lua.BUMP)
+        self._revoke_script = script(lua.REVOKE)
+        self._settings_script = script(lua.SETTINGS)
         self._token_script = script(lua.TOKEN_STATE)
         self._issue_script = script(lua.ISSUE_STATE)
         self._signins_script = script(lua.SIGNINS)
         self._prune_script = script(lua.PRUNE)
         self._counter_script = script(lua.COUNTER_INCR)
+        self._update_tenant_script = script(lua.UPDATE_TENANT)
+        self._delete_tenant_script = script(lua.DELETE_TENANT)
+        self._platform_audit_script = script(lua.PLATFORM_AUDIT)
+        self._create_key_script = script(lua.CREATE_KEY)
+        self._revoke_key_script = script(lua.REVOKE_KEY)
+        self._find_key_script = script(lua.FIND_KEY)
+        self._take_over_script = script(lua.TAKE_OVER)
         self._counter_prefix = f"{p}rl:"
-        # EVALSHA <sha> 2 meta user_epochs <user id>: all but the user id, packed once.
-        self._token_request = b"*6\r\n" + b"".join(
-            map(_bulk, ("EVALSHA", self._token_script.sha, "2", *self._token_keys))
+        # EVALSHA <sha> 1 <meta> <base> <user id>: the first three, packed once.
+        self._token_head = b"*6\r\n" + b"".join(
+            map(_bulk, ("EVALSHA", self._token_script.sha, "1"))
         )
         self._click = _ClickConnection(client.connection_pool)
+        self._bind(DEFAULT_TENANT)
         with self._guard:
+            self._take_over()
             if self._create():
                 log.info("created a new store under %r in Redis at %s", p, where)
+            self.redis.zadd(self._tenants_key, {DEFAULT_TENANT: 0})
         self._meta()  # check the shape of an existing store now, not on the first click
+
+    def _bind(self, tenant_id: str) -> None:
+        self.tenant_id = tenant_id
+        self._base = f"{self.key_prefix}{{{tenant_id}}}:"
+        self._meta_key = f"{self._base}meta"
+        self._meta_keys = [self._meta_key]
+        self._token_request = self._token_head + _bulk(self._meta_key) + _bulk(self._base)
+
+    def tenant(self, tenant_id: str) -> RedisStore:
+        """Return a view of this store acting in ``tenant_id``; it shares the connections."""
+        view = copy.copy(self)
+        view._bind(tenant_id)
+        return view
 
     @classmethod
     def from_url(
@@ -296,36 +381,98 @@ class RedisStore:
 
     # -- creation and reads ---------------------------------------------
 
-    def _create(self) -> bool:
-        now = utcnow().timestamp()
+    def _take_over(self) -> None:
+        """Take a single-tenant store over as ``default``, once; read when it happened."""
+        info = self.redis.hgetall(self._info_key)
+        if info.get("layout") != "2":
+            p = self.key_prefix
+            incarnation = self.redis.hget(f"{p}meta", "incarnation")
+            if incarnation is not None:
+                base = f"{self._base}{incarnation}:"
+                # The per-user sign-in sets first, a few at a time (renaming is
+                # safe to repeat: a renamed key no longer matches); then the
+                # rest in one script, the meta hash last, so a crash part-way
+                # leaves a store that the next start takes over again.
+                pattern = _glob_escape(f"{p}signins:") + "*"
+                for key in self.redis.scan_iter(match=pattern, count=1000):
+                    self.redis.rename(key, base + key[len(p) :])
+                old = [f"{p}{name}" for name in _LEGACY_KEYS]
+                keys = [*old, self._meta_key, self._info_key, self._tenants_key]
+                now = repr(utcnow().timestamp())
+                if self._take_over_script(keys, [base, now]):
+                    log.warning("took over a single-tenant store as tenant %r", DEFAULT_TENANT)
+            else:
+                self.redis.hsetnx(self._info_key, "layout", "2")
+            info = self.redis.hgetall(self._info_key)
+        try:
+            legacy = info.get("legacy_before")
+            self.legacy_before = None if legacy is None else float(legacy)
+        except ValueError as e:
+            raise StoreDataError(f"{self._info_key} has the wrong shape: {e}") from e
+
+    def _create(
+        self,
+        *,
+        tenant: bool = False,
+        portal: str = "",
+        actor: str = "system",
+        detail: str = "{}",
+        now: float | None = None,
+    ) -> bool:
+        now = utcnow().timestamp() if now is None else now
         d = self.defaults
-        args = [secrets.token_urlsafe(9), now, int(d.auto_login_enabled), d.token_ttl_seconds]
-        return bool(self._create_script([*self._audit_keys, self._user_epochs], args))
+        args = [
+            self._base,
+            secrets.token_urlsafe(9),
+            now,
+            int(d.auto_login_enabled),
+            d.token_ttl_seconds,
+            portal,
+            "tenant" if tenant else "store",
+            actor,
+            detail,
+        ]
+        return bool(self._create_script(self._meta_keys, args))
 
     def _recreate(self) -> None:
-        # The meta hash is gone after start: the data was lost (a restart
-        # without persistence, FLUSHALL). A new incarnation voids every token.
+        # The meta hash (of default) or the user epochs are gone after start: the
+        # data was lost (a restart without persistence, FLUSHALL, an eviction).
+        # A new incarnation voids every token.
         if self._create():
-            log.warning("Redis store %r was lost: new incarnation", self.key_prefix)
+            log.warning(
+                "Redis store %r tenant %r was lost: new incarnation",
+                self.key_prefix,
+                self.tenant_id,
+            )
 
-    def _run(self, script: Script, keys: list[str], args: Sequence[Any]) -> Any:
-        # A script answers nil when the meta hash is gone: the store was lost.
+    def _lost(self, reply: Any) -> None:
+        """Handle a script's ``NO_TENANT`` or ``LOST`` answer: re-create, or raise."""
+        if reply == lua.NO_TENANT and self.tenant_id != DEFAULT_TENANT:
+            raise TenantNotFoundError(self.tenant_id)
+        self._recreate()
+
+    def _run(self, script: Script, args: Sequence[Any]) -> Any:
         with self._guard:
-            result = script(keys, args)
-            if result is None:
-                self._recreate()
-                result = script(keys, args)
-        if result is None:
+            result = script(self._meta_keys, [self._base, *args])
+            if result in (lua.NO_TENANT, lua.LOST):
+                self._lost(result)
+                result = script(self._meta_keys, [self._base, *args])
+        if result in (lua.NO_TENANT, lua.LOST):
             raise StoreDataError(f"{self._meta_key} vanished right after it was created")
         return result
 
-    def _meta(self) -> tuple[str, int, datetime, str, str, bool, int]:
+    def _raw_meta(self) -> dict[str, str]:
         with self._guard:
             raw = self.redis.hgetall(self._meta_key)
             if not raw:
+                if self.tenant_id != DEFAULT_TENANT:
+                    raise TenantNotFoundError(self.tenant_id)
                 self._recreate()
                 raw = self.redis.hgetall(self._meta_key)
-        return self._parse_meta(raw)
+        return raw
+
+    def _meta(self) -> tuple[str, int, datetime, str, str, bool, int]:
+        return self._parse_meta(self._raw_meta())
 
     def _parse_meta(self, raw: Mapping[str, str]) -> tuple[str, int, datetime, str, str, bool, int]:
         try:
@@ -340,6 +487,24 @@ class RedisStore:
             )
         except (KeyError, ValueError, OverflowError) as e:
             raise StoreDataError(f"{self._meta_key} has the wrong shape: {e!r}") from e
+
+    def _info(self, tenant_id: str, raw: Mapping[str, str]) -> TenantInfo:
+        _, _, changed_at, _, _, enabled, ttl = self._parse_meta(raw)
+        try:
+            created = from_seconds(float(raw.get("created_at") or changed_at.timestamp()))
+        except (ValueError, OverflowError) as e:
+            raise StoreDataError(f"tenant {tenant_id!r} has the wrong shape: {e!r}") from e
+        return TenantInfo(
+            tenant_id, raw.get("portal_base_url") or None, created, Settings(enabled, ttl)
+        )
+
+    def tenant_info(self) -> TenantInfo:
+        """Return this view's tenant."""
+        return self._info(self.tenant_id, self._raw_meta())
+
+    def _data(self) -> str:
+        """Return the key base of this tenant's incarnation (one read)."""
+        return f"{self._base}{self._meta()[0]}:"
 
     def token_state(self, user_id: str) -> TokenState:
         """Read the incarnation, the global epoch and ``user_id``'s epoch at once."""
@@ -356,8 +521,9 @@ class RedisStore:
                         pass  # Redis restarted or flushed its scripts: the pool's way loads it
             finally:
                 click.lock.release()
-        if reply is None:  # busy, no script, or the store was lost: the pool's way handles each
-            reply = self._run(self._token_script, self._token_keys, (user_id,))
+        if reply is None or reply in (lua.NO_TENANT, lua.LOST):
+            # busy, no script, or the tenant is missing: the pool's way handles each
+            reply = self._run(self._token_script, (user_id,))
         incarnation, epoch, user_epoch = reply
         try:
             if incarnation is None:
@@ -365,18 +531,18 @@ class RedisStore:
             user_epoch = 0 if user_epoch is None else _int(user_epoch)
             return TokenState(incarnation, _int(epoch), user_epoch)
         except ValueError as e:
-            raise StoreDataError(f"{self.key_prefix} epochs have the wrong shape: {e}") from e
+            raise StoreDataError(f"{self._meta_key} epochs have the wrong shape: {e}") from e
 
     def issue_state(self, user_ids: Sequence[str]) -> IssueState:
         """Read everything issuing links for ``user_ids`` needs at once."""
         unique = list(dict.fromkeys(user_ids))
-        flat, epochs = self._run(self._issue_script, self._token_keys, unique)
+        flat, epochs = self._run(self._issue_script, unique)
         meta = dict(zip(flat[::2], flat[1::2], strict=True))
         incarnation, epoch, _, _, _, enabled, ttl = self._parse_meta(meta)
         try:
             users = {u: 0 if e is None else _int(e) for u, e in zip(unique, epochs, strict=True)}
         except ValueError as e:
-            raise StoreDataError(f"{self._user_epochs} has the wrong shape: {e}") from e
+            raise StoreDataError(f"{self._meta_key} user epochs have the wrong shape: {e}") from e
         return IssueState(incarnation, epoch, Settings(enabled, ttl), users)
 
     def settings(self) -> Settings:
@@ -401,7 +567,8 @@ class RedisStore:
 
     def signins(self, *, user_id: str | None, limit: int) -> list[Signin]:
         """Return up to ``limit`` sign-ins, newest first, of one user or all."""
-        key = self._signins if user_id is None else self._user_signins + user_id
+        data = self._data()
+        key = f"{data}signins" if user_id is None else f"{data}signins:{user_id}"
         rows = self._log(key, limit)
         try:
             signins = [Signin(from_seconds(at), u, o, ip, ua) for _, at, (u, o, ip, ua) in rows]
@@ -412,17 +579,216 @@ class RedisStore:
         # (A stable sort keeps the order written for entries of the same time.)
         return sorted(signins, key=lambda s: s.at, reverse=True)
 
-    def audit_events(self, *, limit: int) -> list[AuditEvent]:
-        """Return up to ``limit`` audit events, newest first."""
-        rows = self._log(self._audit, limit)
+    def _events(self, key: str, limit: int) -> list[AuditEvent]:
+        rows = self._log(key, limit)
         try:
             return [AuditEvent(from_seconds(at), a, act, d) for _, at, (a, act, d) in rows]
         except (TypeError, ValueError, OverflowError) as e:
-            raise StoreDataError(f"{self._audit} holds an entry of the wrong shape: {e}") from e
+            raise StoreDataError(f"{key} holds an entry of the wrong shape: {e}") from e
+
+    def audit_events(self, *, limit: int) -> list[AuditEvent]:
+        """Return up to ``limit`` audit events, newest first."""
+        return self._events(f"{self._data()}audit", limit)
+
+    def platform_audit_events(self, *, limit: int) -> list[AuditEvent]:
+        """Return up to ``limit`` events of the platform's audit log, newest first."""
+        return self._events(self._platform_log[1], limit)
 
     def ping(self) -> None:
         """Return if the store answers with a well-formed meta hash, else raise."""
         self._meta()
+
+    # -- tenants -------------------------------------------------------------
+
+    def _platform_audit(self, at: float, actor: str, action: str, detail: str) -> None:
+        with self._guard:
+            self._platform_audit_script(self._platform_log, [at, actor, action, detail])
+
+    def create_tenant(
+        self, tenant_id: str, portal_base_url: str, *, actor: str, reason: str, now: datetime
+    ) -> TenantInfo:
+        """Create a tenant (auto-login off, default lifetime); ``ConflictError`` if it exists."""
+        view = self.tenant(tenant_id)
+        detail = json.dumps(
+            {"portal_base_url": portal_base_url, "reason": reason, "tenant_id": tenant_id},
+            sort_keys=True,
+        )
+        with self._guard:
+            # Listed first, made second (on a Cluster two slots, two writes): a
+            # crash between leaves a listed id that does not exist (every call
+            # answers tenant_not_found, the list skips it), never a usable
+            # tenant that is not listed; repeating the call makes it.
+            self.redis.zadd(self._tenants_key, {tenant_id: 0})
+            made = view._create(
+                tenant=True,
+                portal=portal_base_url,
+                actor=actor,
+                detail=detail,
+                now=now.timestamp(),
+            )
+        if not made:
+            raise ConflictError("tenant_exists", f"a tenant {tenant_id!r} exists already")
+        self._platform_audit(now.timestamp(), actor, "tenant.create", detail)
+        return view.tenant_info()
+
+    def get_tenant(self, tenant_id: str) -> TenantInfo:
+        """Return one tenant, or raise ``TenantNotFoundError``."""
+        return self.tenant(tenant_id).tenant_info()
+
+    def list_tenants(self, *, after: str | None, prefix: str, limit: int) -> list[TenantInfo]:
+        """Return up to ``limit`` tenants by id: after ``after``, ids starting ``prefix``."""
+        low = f"({after}" if after is not None and after >= prefix else f"[{prefix}"
+        high = f"[{prefix}\uffff" if prefix else "+"
+        found: list[TenantInfo] = []
+        with self._guard:
+            while len(found) < limit:
+                ids = self.redis.zrangebylex(self._tenants_key, low, high, 0, limit - len(found))
+                if not ids:
+                    break
+                pipe = self.redis.pipeline(transaction=False)
+                for tenant_id in ids:
+                    pipe.hgetall(f"{self.key_prefix}{{{tenant_id}}}:meta")
+                for tenant_id, raw in zip(ids, pipe.execute(), strict=True):
+                    if raw:  # listed but not (or no longer) made: skipped
+                        found.append(self._info(tenant_id, raw))
+                low = f"({ids[-1]}"
+        return found
+
+    def update_tenant(
+        self, tenant_id: str, portal_base_url: str, *, actor: str, reason: str, now: datetime
+    ) -> TenantInfo:
+        """Move a tenant's portal address; audited in both logs."""
+        view = self.tenant(tenant_id)
+        detail = json.dumps(
+            {"portal_base_url": portal_base_url, "reason": reason, "tenant_id": tenant_id},
+            sort_keys=True,
+        )
+        with self._guard:
+            reply = self._update_tenant_script(
+                view._meta_keys, [view._base, portal_base_url, now.timestamp(), actor, detail]
+            )
+        if reply in (lua.NO_TENANT, lua.LOST):
+            raise TenantNotFoundError(tenant_id)
+        self._platform_audit(now.timestamp(), actor, "tenant.update", detail)
+        return view.tenant_info()
+
+    def delete_tenant(self, tenant_id: str, *, actor: str, reason: str, now: datetime) -> None:
+        """Delete a tenant at once (tokens refused, keys unknown, id free); data goes later."""
+        view = self.tenant(tenant_id)
+        with self._guard:
+            incarnation = self.redis.hget(view._meta_key, "incarnation")
+            if incarnation is None:
+                self.redis.zrem(self._tenants_key, tenant_id)  # completes an interrupted delete
+                raise TenantNotFoundError(tenant_id)
+            # The trash entry first: whatever happens after, the reaper finds the
+            # keys; it never removes those of a live incarnation.
+            self.redis.sadd(self._trash_key, f"{tenant_id} {incarnation}")
+            reply = self._delete_tenant_script(view._meta_keys, [view._base, incarnation])
+            if reply == lua.NO_TENANT:
+                self.redis.zrem(self._tenants_key, tenant_id)
+                raise TenantNotFoundError(tenant_id)
+            if reply != incarnation:  # made again between the two reads: try once more
+                raise StoreUnavailableError(f"tenant {tenant_id!r} changed during its deletion")
+            self.redis.zrem(self._tenants_key, tenant_id)
+        detail = json.dumps({"reason": reason, "tenant_id": tenant_id}, sort_keys=True)
+        self._platform_audit(now.timestamp(), actor, "tenant.delete", detail)
+
+    def reap(self, *, budget: int) -> bool:
+        """Remove up to about ``budget`` keys of deleted tenants; True if more remain."""
+        with self._guard:
+            member = self.redis.srandmember(self._trash_key)
+            if member is None:
+                return False
+            tenant_id, _, incarnation = member.partition(" ")
+            base = f"{self.key_prefix}{{{tenant_id}}}:"
+            if self.redis.hget(f"{base}meta", "incarnation") == incarnation:
+                return False  # still live (a delete under way): never reaped
+            data = f"{base}{incarnation}:"
+            # UNLINK frees a large hash or set in Redis's background thread:
+            # one step, whatever the tenant's size, never a stall.
+            keys = [f"{data}{name}" for name in _TENANT_DATA]
+            self.redis.unlink(*keys)
+            cursor, found = self.redis.scan(
+                0, match=_glob_escape(f"{data}signins:") + "*", count=budget
+            )
+            if found:
+                self.redis.unlink(*found)
+            if cursor == 0 and not found:
+                self.redis.srem(self._trash_key, member)
+            return True
+
+    # -- tenant keys -----------------------------------------------------------
+
+    def _key_record(self, name: str, record: str, used: str | None) -> KeyRecord:
+        try:
+            data = json.loads(record)
+            return KeyRecord(
+                name,
+                bytes.fromhex(data["digest"]),
+                frozenset(data["roles"]),
+                from_seconds(float(data["created_at"])),
+                from_seconds(float(used)) if used else None,
+            )
+        except (KeyError, TypeError, ValueError, OverflowError) as e:
+            raise StoreDataError(f"key {name!r} has the wrong shape: {e!r}") from e
+
+    def create_key(
+        self,
+        name: str,
+        digest: bytes,
+        roles: frozenset[str],
+        *,
+        actor: str,
+        reason: str,
+        now: datetime,
+    ) -> KeyRecord:
+        """Keep a new key's digest; ``ConflictError`` (``key_exists``) if the name is taken."""
+        at = now.timestamp()
+        record = json.dumps({"digest": digest.hex(), "roles": sorted(roles), "created_at": at})
+        detail = json.dumps(
+            {"name": name, "reason": reason, "roles": sorted(roles), "tenant_id": self.tenant_id},
+            sort_keys=True,
+        )
+        made = self._run(self._create_key_script, [name, digest.hex(), record, at, actor, detail])
+        if not made:
+            raise ConflictError("key_exists", f"this tenant has a key named {name!r}")
+        self._platform_audit(at, actor, "key.create", detail)
+        return KeyRecord(name, digest, roles, from_seconds(at), None)
+
+    def keys(self) -> list[KeyRecord]:
+        """Return this tenant's keys, by name."""
+        data = self._data()
+        with self._guard:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hgetall(f"{data}keys")
+            pipe.hgetall(f"{data}used")
+            records, used = pipe.execute()
+        return [self._key_record(n, records[n], used.get(n)) for n in sorted(records)]
+
+    def find_key(self, digest: bytes) -> KeyRecord | None:
+        """Return this tenant's key with SHA-256 ``digest``, if any."""
+        with self._guard:
+            reply = self._find_key_script(self._meta_keys, [self._base, digest.hex()])
+        if not reply:
+            return None
+        name, record, used = reply
+        return self._key_record(name, record, used or None)
+
+    def touch_key(self, name: str, now: datetime) -> None:
+        """Record that key ``name`` was used at ``now``."""
+        data = self._data()
+        with self._guard:
+            self.redis.hset(f"{data}used", name, repr(now.timestamp()))
+
+    def revoke_key(self, name: str, *, actor: str, reason: str, now: datetime) -> None:
+        """Forget key ``name`` at once; ``KeyNotFoundError`` if there is none."""
+        at = now.timestamp()
+        detail = json.dumps(
+            {"name": name, "reason": reason, "tenant_id": self.tenant_id}, sort_keys=True
+        )
+        if not self._run(self._revoke_key_script, [name, at, actor, detail]):
+            raise KeyNotFoundError(name)
+        self._platform_audit(at, actor, "key.revoke", detail)
 
     # -- writes -----------------------------------------------------------
 
@@ -431,7 +797,7 @@ class RedisStore:
         pairs = [x for name, value in changes.items() for x in (name, _COLUMNS[name](value))]
         detail = json.dumps(dict(changes), sort_keys=True)
         args = [now.timestamp(), actor, detail, *pairs]
-        enabled, ttl = self._run(self._settings_script, self._audit_keys, args)
+        enabled, ttl = self._run(self._settings_script, args)
         try:
             return Settings(bool(_int(enabled)), _int(ttl))
         except ValueError as e:
@@ -440,17 +806,16 @@ class RedisStore:
     def bump_epoch(self, *, actor: str, reason: str, now: datetime) -> EpochInfo:
         """Raise the global epoch by one atomically, audit it, return the new one."""
         at = now.timestamp()
-        epoch = self._run(self._bump_script, self._audit_keys, (at, actor, reason))
+        epoch = self._run(self._bump_script, (at, actor, reason))
         return EpochInfo(int(epoch), from_seconds(at), actor, reason)
 
     def revoke_user(self, user_id: str, *, actor: str, reason: str, now: datetime) -> int:
         """Raise ``user_id``'s epoch by one atomically, audit it, return the new one."""
         args = (user_id, now.timestamp(), actor, reason)
-        return int(self._run(self._revoke_script, self._revoke_keys, args))
+        return int(self._run(self._revoke_script, args))
 
     def record_signins(self, signins: Sequence[Signin]) -> None:
         """Append entries to the sign-in log: one round trip per ``SIGNIN_BATCH`` entries."""
-        keys = [self._seq, self._signins, f"{self._signins}_at"]
         args: list[Any] = []
         for s in signins:
             entry = json.dumps([s.user_id, s.outcome, s.ip, s.user_agent])
@@ -458,17 +823,24 @@ class RedisStore:
         step = 3 * lua.SIGNIN_BATCH
         with self._guard:
             for i in range(0, len(args), step):
-                self._signins_script(keys, [self._user_signins, *args[i : i + step]])
+                self._signins_script(self._meta_keys, [self._base, *args[i : i + step]])
 
     def prune(self, *, before: datetime) -> None:
-        """Drop audit and sign-in entries older than ``before``."""
+        """Drop this tenant's audit and sign-in entries older than ``before``."""
         # In batches, so that one script never blocks Redis for long.
         before_ts = f"({before.timestamp()!r}"
         with self._guard:
-            for log_key, user_prefix in ((self._audit, ""), (self._signins, self._user_signins)):
-                keys, args = [log_key, f"{log_key}_at"], [before_ts, lua.PRUNE_BATCH, user_prefix]
-                while self._prune_script(keys, args) == lua.PRUNE_BATCH:
+            for name in ("audit", "signins"):
+                args = [self._base, before_ts, lua.PRUNE_BATCH, name]
+                while self._prune_script(self._meta_keys, args) == lua.PRUNE_BATCH:
                     pass
+            if self.tenant_id == DEFAULT_TENANT:  # the platform's log rides with default's
+                at_key = self._platform_log[2]
+                old = self.redis.zrangebyscore(at_key, "-inf", before_ts, 0, lua.PRUNE_BATCH)
+                for seq in old:
+                    self.redis.zremrangebyscore(self._platform_log[1], seq, seq)
+                if old:
+                    self.redis.zrem(at_key, *old)
 
     def counter_incr(self, key: str, *, expiry_seconds: int, amount: int = 1) -> int:
         """Add ``amount`` to ``key``'s window (a new one expires in ``expiry_seconds``)."""

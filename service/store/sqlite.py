@@ -8,6 +8,7 @@ serialise in SQLite and none is lost.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -22,53 +23,109 @@ from pathlib import Path
 from typing import Any
 
 from service.clock import from_seconds, utcnow
-from service.errors import ConfigError, StoreDataError, StoreUnavailableError
-from service.store import AuditEvent, EpochInfo, IssueState, Settings, Signin, TokenState
+from service.errors import (
+    ConfigError,
+    ConflictError,
+    KeyNotFoundError,
+    StoreDataError,
+    StoreUnavailableError,
+    TenantNotFoundError,
+)
+from service.store import (
+    DEFAULT_TENANT,
+    AuditEvent,
+    EpochInfo,
+    IssueState,
+    KeyRecord,
+    Settings,
+    Signin,
+    TenantInfo,
+    TokenState,
+)
 
 __all__ = ["SqliteStore"]
 
 log = logging.getLogger(__name__)
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    incarnation TEXT NOT NULL,
+CREATE TABLE IF NOT EXISTS tenants (
+    tenant_id TEXT PRIMARY KEY,
+    incarnation TEXT NOT NULL UNIQUE,
+    portal_base_url TEXT,
+    created_at REAL NOT NULL,
     epoch INTEGER NOT NULL,
     changed_at REAL NOT NULL,
     changed_by TEXT NOT NULL,
     reason TEXT NOT NULL,
     auto_login_enabled INTEGER NOT NULL,
     token_ttl_seconds INTEGER NOT NULL
-);
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS user_epochs (
-    user_id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    user_id TEXT NOT NULL,
     epoch INTEGER NOT NULL,
-    revoked_at REAL NOT NULL
+    revoked_at REAL NOT NULL,
+    PRIMARY KEY (tenant, user_id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     at REAL NOT NULL,
     actor TEXT NOT NULL,
     action TEXT NOT NULL,
-    detail TEXT NOT NULL
+    detail TEXT NOT NULL,
+    tenant TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS audit_at ON audit (at);
 CREATE TABLE IF NOT EXISTS signins (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     at REAL NOT NULL,
     user_id TEXT NOT NULL,
     outcome TEXT NOT NULL,
     ip TEXT,
-    user_agent TEXT
+    user_agent TEXT,
+    tenant TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS signins_user ON signins (user_id, id);
-CREATE INDEX IF NOT EXISTS signins_at ON signins (at);
 CREATE TABLE IF NOT EXISTS counters (
     key TEXT PRIMARY KEY,
     value INTEGER NOT NULL,
     expires_at REAL NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tenant_keys (
+    tenant TEXT NOT NULL,
+    name TEXT NOT NULL,
+    digest BLOB NOT NULL,
+    roles TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    last_used_at REAL,
+    PRIMARY KEY (tenant, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS trash (
+    incarnation TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    deleted_at REAL NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS platform_audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS store_info (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS tenant_key_digest ON tenant_keys (tenant, digest);
+CREATE INDEX IF NOT EXISTS audit_tenant ON audit (tenant, id);
+CREATE INDEX IF NOT EXISTS audit_at ON audit (at);
+CREATE INDEX IF NOT EXISTS signins_tenant ON signins (tenant, at);
+CREATE INDEX IF NOT EXISTS signins_tenant_user ON signins (tenant, user_id, at);
+CREATE INDEX IF NOT EXISTS signins_at ON signins (at);
+CREATE INDEX IF NOT EXISTS platform_audit_at ON platform_audit (at);
 """
+# The single-tenant version's layout (before tenants): one meta row, user
+# epochs keyed by user id alone, logs without a tenant column. Taken over in
+# place as the tenant ``default`` by _take_over.
+_LEGACY_INDEXES = ("signins_user",)
 
 # One statement, so concurrent hits from several workers never lose a count:
 # a window that has ended starts again at ``amount``.
@@ -80,29 +137,41 @@ _COUNTER_INCR = (
     " RETURNING value"
 )
 
-# One statement, one round trip: the incarnation, the global epoch and the
-# user's epoch (0 for a user never revoked) as of the same instant.
+# One statement, one round trip: the tenant's incarnation, its global epoch
+# and the user's epoch (0 for a user never revoked) as of the same instant.
+# No row: no such tenant. A tenant's rows elsewhere are keyed by its
+# incarnation, so a tenant deleted and made again shares nothing with the old.
 _TOKEN_STATE = (
-    "SELECT incarnation, epoch,"
-    " COALESCE((SELECT epoch FROM user_epochs WHERE user_id = ?), 0)"
-    " FROM meta WHERE id = 1"
+    "SELECT t.incarnation, t.epoch,"
+    " COALESCE((SELECT u.epoch FROM user_epochs u"
+    " WHERE u.tenant = t.incarnation AND u.user_id = ?), 0)"
+    " FROM tenants t WHERE t.tenant_id = ?"
 )
 # Sign-ins go in with one statement per power of two of rows, not one step a
 # row: while SQLite works, the GIL passes to the clicking thread and back,
 # a context switch each time. A handful of fixed statements stay cached.
 _SIGNIN_CHUNKS = (64, 16, 4, 1)
 _INSERT_SIGNINS = {
-    n: "INSERT INTO signins (at, user_id, outcome, ip, user_agent) VALUES "  # noqa: S608 (placeholders only)
-    + ", ".join(["(?, ?, ?, ?, ?)"] * n)
+    n: "INSERT INTO signins (tenant, at, user_id, outcome, ip, user_agent) VALUES "  # noqa: S608 (placeholders only)
+    + ", ".join(["(?, ?, ?, ?, ?, ?)"] * n)
     for n in _SIGNIN_CHUNKS
 }
 _SETTING_UPDATES = {
-    "auto_login_enabled": "UPDATE meta SET auto_login_enabled = ? WHERE id = 1",
-    "token_ttl_seconds": "UPDATE meta SET token_ttl_seconds = ? WHERE id = 1",
+    "auto_login_enabled": "UPDATE tenants SET auto_login_enabled = ? WHERE tenant_id = ?",
+    "token_ttl_seconds": "UPDATE tenants SET token_ttl_seconds = ? WHERE tenant_id = ?",
 }
 _META = (
     "SELECT incarnation, epoch, changed_at, changed_by, reason,"
-    " auto_login_enabled, token_ttl_seconds FROM meta WHERE id = 1"
+    " auto_login_enabled, token_ttl_seconds, portal_base_url, created_at"
+    " FROM tenants WHERE tenant_id = ?"
+)
+#: Rows of a deleted tenant removed per step of the reaper: short
+#: transactions, so other tenants' writes never wait long behind one.
+_REAP_TABLES = (
+    ("user_epochs", "user_id"),
+    ("signins", "id"),
+    ("audit", "id"),
+    ("tenant_keys", "name"),
 )
 
 
@@ -136,15 +205,23 @@ class _Guard:
 
 
 class SqliteStore:
-    """The :class:`~service.store.Store` on one SQLite file."""
+    """The :class:`~service.store.Store` on one SQLite file, acting in one tenant."""
 
     def __init__(self, path: str, *, defaults: Settings, timeout: float = 5.0) -> None:
         self.path = path
         self.timeout = timeout
         self.defaults = defaults
+        self.tenant_id = DEFAULT_TENANT
+        self.legacy_before: float | None = None
         self._local = threading.local()
         self._guard = _Guard(path)
         self._create()
+
+    def tenant(self, tenant_id: str) -> SqliteStore:
+        """Return a view of this store acting in ``tenant_id``; it shares the connections."""
+        view = copy.copy(self)
+        view.tenant_id = tenant_id
+        return view
 
     @classmethod
     def from_url(
@@ -269,47 +346,143 @@ class SqliteStore:
             if str(mode).lower() != "wal":
                 raise StoreUnavailableError(f"cannot switch {self.path} to WAL mode")
         with self._write() as conn:
+            legacy = self._take_over(conn)
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
-            if conn.execute("SELECT 1 FROM meta WHERE id = 1").fetchone() is None:
+            if legacy is not None:
+                self._finish_take_over(conn, legacy)
+            if not self._exists(conn, DEFAULT_TENANT):
                 now = utcnow()
-                incarnation = secrets.token_urlsafe(9)
-                conn.execute(
-                    "INSERT INTO meta VALUES (1, ?, 1, ?, 'system', 'store created', ?, ?)",
-                    (
-                        incarnation,
-                        _ts(now),
-                        int(self.defaults.auto_login_enabled),
-                        self.defaults.token_ttl_seconds,
-                    ),
+                incarnation = self._insert_tenant(conn, DEFAULT_TENANT, None, now)
+                self._audit(
+                    conn, incarnation, now, "system", "store.create", {"incarnation": incarnation}
                 )
-                self._audit(conn, now, "system", "store.create", {"incarnation": incarnation})
+            row = conn.execute(
+                "SELECT value FROM store_info WHERE name = 'legacy_before'"
+            ).fetchone()
+        self.legacy_before = float(row[0]) if row else None
         self._meta()  # check the shape of an existing store now, not on the first click
+
+    @staticmethod
+    def _take_over(conn: sqlite3.Connection) -> tuple[Any, ...] | None:
+        """Move a single-tenant store's tables aside; return its meta row (None: nothing to do).
+
+        Runs inside the creating transaction, so a crash leaves the old store
+        whole and the next start takes it over again; once done, the old
+        ``meta`` table is gone and nothing here runs again.
+        """
+        if (
+            conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+            ).fetchone()
+            is None
+        ):
+            return None
+        meta = conn.execute(
+            "SELECT incarnation, epoch, changed_at, changed_by, reason,"
+            " auto_login_enabled, token_ttl_seconds FROM meta WHERE id = 1"
+        ).fetchone()
+        if meta is None:
+            raise StoreDataError("the single-tenant store has no meta row")
+        conn.execute("ALTER TABLE user_epochs RENAME TO user_epochs_v1")
+        for table in ("audit", "signins"):
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN tenant TEXT NOT NULL DEFAULT ''")
+        for index in _LEGACY_INDEXES:
+            conn.execute(f"DROP INDEX IF EXISTS {index}")
+        return meta
+
+    @staticmethod
+    def _finish_take_over(conn: sqlite3.Connection, meta: tuple[Any, ...]) -> None:
+        incarnation, epoch, changed_at, changed_by, reason, enabled, ttl = meta
+        created = conn.execute(
+            "SELECT MIN(at) FROM audit WHERE action = 'store.create'"
+        ).fetchone()[0]
+        conn.execute(
+            "INSERT INTO tenants VALUES (?, ?, NULL, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                DEFAULT_TENANT,
+                incarnation,
+                created if created is not None else changed_at,
+                epoch,
+                changed_at,
+                changed_by,
+                reason,
+                enabled,
+                ttl,
+            ),
+        )
+        conn.execute(
+            "INSERT INTO user_epochs SELECT ?, user_id, epoch, revoked_at FROM user_epochs_v1",
+            (incarnation,),
+        )
+        conn.execute("DROP TABLE user_epochs_v1")
+        conn.execute("UPDATE audit SET tenant = ?", (incarnation,))
+        conn.execute("UPDATE signins SET tenant = ?", (incarnation,))
+        conn.execute("DROP TABLE meta")
+        conn.execute(
+            "INSERT INTO store_info VALUES ('legacy_before', ?)", (repr(utcnow().timestamp()),)
+        )
+        log.warning("took over a single-tenant store as tenant %r", DEFAULT_TENANT)
+
+    @staticmethod
+    def _exists(conn: sqlite3.Connection, tenant_id: str) -> bool:
+        row = conn.execute("SELECT 1 FROM tenants WHERE tenant_id = ?", (tenant_id,)).fetchone()
+        return row is not None
+
+    def _insert_tenant(
+        self, conn: sqlite3.Connection, tenant_id: str, portal: str | None, now: datetime
+    ) -> str:
+        incarnation = secrets.token_urlsafe(9)
+        reason = "store created" if tenant_id == DEFAULT_TENANT else "tenant created"
+        conn.execute(
+            "INSERT INTO tenants VALUES (?, ?, ?, ?, 1, ?, 'system', ?, ?, ?)",
+            (
+                tenant_id,
+                incarnation,
+                portal,
+                _ts(now),
+                _ts(now),
+                reason,
+                int(self.defaults.auto_login_enabled),
+                self.defaults.token_ttl_seconds,
+            ),
+        )
+        return incarnation
 
     # -- reads -----------------------------------------------------------
 
     def _meta(self) -> tuple[Any, ...]:
         with self._guard:
-            row = self._conn().execute(_META).fetchone()
+            row = self._conn().execute(_META, (self.tenant_id,)).fetchone()
         if row is None:
-            raise StoreDataError(f"SQLite store {self.path} has no meta row")
-        incarnation, epoch, changed_at, changed_by, reason, enabled, ttl = row
+            raise TenantNotFoundError(self.tenant_id)
+        incarnation, epoch, changed_at, changed_by, reason, enabled, ttl, portal, created = row
         if not (
             isinstance(incarnation, str)
             and isinstance(epoch, int)
             and isinstance(enabled, int)
             and isinstance(ttl, int)
             and isinstance(changed_at, int | float)
+            and isinstance(created, int | float)
+            and (portal is None or isinstance(portal, str))
         ):
-            raise StoreDataError(f"SQLite store {self.path} has a meta row of the wrong shape")
+            raise StoreDataError(f"SQLite store {self.path} has a tenant row of the wrong shape")
         return row
+
+    def _incarnation(self, conn: sqlite3.Connection) -> str:
+        row = conn.execute(
+            "SELECT incarnation FROM tenants WHERE tenant_id = ?", (self.tenant_id,)
+        ).fetchone()
+        if row is None:
+            raise TenantNotFoundError(self.tenant_id)
+        return row[0]
 
     def token_state(self, user_id: str) -> TokenState:
         with self._guard:
-            row = self._conn().execute(_TOKEN_STATE, (user_id,)).fetchone()
+            row = self._conn().execute(_TOKEN_STATE, (user_id, self.tenant_id)).fetchone()
         if row is None:
-            raise StoreDataError(f"SQLite store {self.path} has no meta row")
+            raise TenantNotFoundError(self.tenant_id)
         incarnation, epoch, user_epoch = row
         if type(incarnation) is not str or type(epoch) is not int or type(user_epoch) is not int:
             raise StoreDataError(f"SQLite store {self.path} has epochs of the wrong shape")
@@ -329,13 +502,14 @@ class SqliteStore:
                     # Only placeholders are joined into the statement, never a value.
                     marks = ",".join("?" * len(chunk))
                     for user_id, epoch in conn.execute(
-                        f"SELECT user_id, epoch FROM user_epochs WHERE user_id IN ({marks})",  # noqa: S608
-                        chunk,
+                        "SELECT user_id, epoch FROM user_epochs"  # noqa: S608
+                        f" WHERE tenant = ? AND user_id IN ({marks})",
+                        (meta[0], *chunk),
                     ):
                         epochs[user_id] = epoch
             finally:
                 conn.execute("COMMIT")
-        incarnation, epoch, _, _, _, enabled, ttl = meta
+        incarnation, epoch, _, _, _, enabled, ttl, _, _ = meta
         return IssueState(
             incarnation=incarnation,
             epoch=epoch,
@@ -347,35 +521,46 @@ class SqliteStore:
         meta = self._meta()
         return Settings(bool(meta[5]), meta[6])
 
+    def tenant_info(self) -> TenantInfo:
+        meta = self._meta()
+        return TenantInfo(
+            self.tenant_id, meta[7], from_seconds(meta[8]), Settings(bool(meta[5]), meta[6])
+        )
+
     def epoch(self) -> EpochInfo:
-        _, epoch, changed_at, changed_by, reason, _, _ = self._meta()
+        _, epoch, changed_at, changed_by, reason, _, _, _, _ = self._meta()
         return EpochInfo(epoch, from_seconds(changed_at), changed_by, reason)
 
     def signins(self, *, user_id: str | None, limit: int) -> list[Signin]:
         with self._guard:
+            conn = self._conn()
+            incarnation = self._incarnation(conn)
             if user_id is None:
-                rows = self._conn().execute(
+                rows = conn.execute(
                     "SELECT at, user_id, outcome, ip, user_agent FROM signins"
-                    " ORDER BY at DESC, id DESC LIMIT ?",
-                    (limit,),
+                    " WHERE tenant = ? ORDER BY at DESC, id DESC LIMIT ?",
+                    (incarnation, limit),
                 )
             else:
-                rows = self._conn().execute(
+                rows = conn.execute(
                     "SELECT at, user_id, outcome, ip, user_agent FROM signins"
-                    " WHERE user_id = ? ORDER BY at DESC, id DESC LIMIT ?",
-                    (user_id, limit),
+                    " WHERE tenant = ? AND user_id = ? ORDER BY at DESC, id DESC LIMIT ?",
+                    (incarnation, user_id, limit),
                 )
             return [Signin(from_seconds(at), u, o, ip, ua) for at, u, o, ip, ua in rows.fetchall()]
 
     def audit_events(self, *, limit: int) -> list[AuditEvent]:
         with self._guard:
-            rows = (
-                self._conn()
-                .execute(
-                    "SELECT at, actor, action, detail FROM audit ORDER BY id DESC LIMIT ?", (limit,)
-                )
-                .fetchall()
-            )
+            conn = self._conn()
+            rows = conn.execute(
+                "SELECT at, actor, action, detail FROM audit WHERE tenant = ?"
+                " ORDER BY id DESC LIMIT ?",
+                (self._incarnation(conn), limit),
+            ).fetchall()
+        return self._events(rows)
+
+    @staticmethod
+    def _events(rows: list[Any]) -> list[AuditEvent]:
         events = []
         for at, actor, action, detail in rows:
             try:
@@ -385,52 +570,269 @@ class SqliteStore:
             events.append(AuditEvent(from_seconds(at), actor, action, parsed))
         return events
 
+    def platform_audit_events(self, *, limit: int) -> list[AuditEvent]:
+        with self._guard:
+            rows = (
+                self._conn()
+                .execute(
+                    "SELECT at, actor, action, detail FROM platform_audit ORDER BY id DESC LIMIT ?",
+                    (limit,),
+                )
+                .fetchall()
+            )
+        return self._events(rows)
+
     def ping(self) -> None:
         self._meta()
+
+    # -- tenants -----------------------------------------------------------
+
+    def _tenant_row(self, conn: sqlite3.Connection, tenant_id: str) -> TenantInfo:
+        row = conn.execute(
+            "SELECT portal_base_url, created_at, auto_login_enabled, token_ttl_seconds"
+            " FROM tenants WHERE tenant_id = ?",
+            (tenant_id,),
+        ).fetchone()
+        if row is None:
+            raise TenantNotFoundError(tenant_id)
+        portal, created, enabled, ttl = row
+        return TenantInfo(tenant_id, portal, from_seconds(created), Settings(bool(enabled), ttl))
+
+    def create_tenant(
+        self, tenant_id: str, portal_base_url: str, *, actor: str, reason: str, now: datetime
+    ) -> TenantInfo:
+        with self._write() as conn:
+            if self._exists(conn, tenant_id):
+                raise ConflictError("tenant_exists", f"a tenant {tenant_id!r} exists already")
+            incarnation = self._insert_tenant(conn, tenant_id, portal_base_url, now)
+            detail = {"tenant_id": tenant_id, "portal_base_url": portal_base_url, "reason": reason}
+            self._audit(conn, incarnation, now, actor, "tenant.create", detail)
+            self._platform_audit(conn, now, actor, "tenant.create", detail)
+            return self._tenant_row(conn, tenant_id)
+
+    def get_tenant(self, tenant_id: str) -> TenantInfo:
+        with self._guard:
+            return self._tenant_row(self._conn(), tenant_id)
+
+    def list_tenants(self, *, after: str | None, prefix: str, limit: int) -> list[TenantInfo]:
+        # Keyset paging on the primary key: a page costs its own rows, never
+        # the tenants before it. The prefix is a range, not a LIKE pattern.
+        with self._guard:
+            rows = (
+                self._conn()
+                .execute(
+                    "SELECT tenant_id, portal_base_url, created_at, auto_login_enabled,"
+                    " token_ttl_seconds FROM tenants WHERE tenant_id > ?"
+                    " AND tenant_id >= ? AND tenant_id < ? ORDER BY tenant_id LIMIT ?",
+                    (after or "", prefix, prefix + "\uffff", limit),
+                )
+                .fetchall()
+            )
+        return [
+            TenantInfo(t, portal, from_seconds(created), Settings(bool(enabled), ttl))
+            for t, portal, created, enabled, ttl in rows
+        ]
+
+    def update_tenant(
+        self, tenant_id: str, portal_base_url: str, *, actor: str, reason: str, now: datetime
+    ) -> TenantInfo:
+        with self._write() as conn:
+            row = conn.execute(
+                "UPDATE tenants SET portal_base_url = ? WHERE tenant_id = ? RETURNING incarnation",
+                (portal_base_url, tenant_id),
+            ).fetchone()
+            if row is None:
+                raise TenantNotFoundError(tenant_id)
+            detail = {"tenant_id": tenant_id, "portal_base_url": portal_base_url, "reason": reason}
+            self._audit(conn, row[0], now, actor, "tenant.update", detail)
+            self._platform_audit(conn, now, actor, "tenant.update", detail)
+            return self._tenant_row(conn, tenant_id)
+
+    def delete_tenant(self, tenant_id: str, *, actor: str, reason: str, now: datetime) -> None:
+        with self._write() as conn:
+            row = conn.execute(
+                "DELETE FROM tenants WHERE tenant_id = ? RETURNING incarnation", (tenant_id,)
+            ).fetchone()
+            if row is None:
+                raise TenantNotFoundError(tenant_id)
+            # The tenant is gone in this one transaction: its tokens' incarnation
+            # matches no tenant, its keys are found through no tenant. Its rows
+            # go later, a few at a time (reap), keyed by the old incarnation, so
+            # a tenant made again under the id never sees or loses them.
+            conn.execute("INSERT INTO trash VALUES (?, ?, ?)", (row[0], tenant_id, _ts(now)))
+            detail = {"tenant_id": tenant_id, "reason": reason}
+            self._platform_audit(conn, now, actor, "tenant.delete", detail)
+
+    def reap(self, *, budget: int) -> bool:
+        with self._guard:
+            row = self._conn().execute("SELECT incarnation FROM trash LIMIT 1").fetchone()
+        if row is None:
+            return False
+        incarnation = row[0]
+        for table, column in _REAP_TABLES:
+            with self._write() as conn:
+                # Only fixed table and column names are formatted in, never a value.
+                removed = conn.execute(
+                    f"DELETE FROM {table} WHERE tenant = ? AND {column} IN"  # noqa: S608
+                    f" (SELECT {column} FROM {table} WHERE tenant = ? LIMIT ?)",
+                    (incarnation, incarnation, budget),
+                ).rowcount
+            if removed:
+                return True
+        with self._write() as conn:
+            conn.execute("DELETE FROM trash WHERE incarnation = ?", (incarnation,))
+        with self._guard:
+            return self._conn().execute("SELECT 1 FROM trash LIMIT 1").fetchone() is not None
+
+    # -- tenant keys ---------------------------------------------------------
+
+    @staticmethod
+    def _key(row: tuple[Any, ...]) -> KeyRecord:
+        name, digest, roles, created, used = row
+        return KeyRecord(
+            name,
+            bytes(digest),
+            frozenset(json.loads(roles)),
+            from_seconds(created),
+            None if used is None else from_seconds(used),
+        )
+
+    def create_key(
+        self,
+        name: str,
+        digest: bytes,
+        roles: frozenset[str],
+        *,
+        actor: str,
+        reason: str,
+        now: datetime,
+    ) -> KeyRecord:
+        with self._write() as conn:
+            incarnation = self._incarnation(conn)
+            taken = conn.execute(
+                "SELECT 1 FROM tenant_keys WHERE tenant = ? AND name = ?", (incarnation, name)
+            ).fetchone()
+            if taken is not None:
+                raise ConflictError("key_exists", f"this tenant has a key named {name!r}")
+            conn.execute(
+                "INSERT INTO tenant_keys VALUES (?, ?, ?, ?, ?, NULL)",
+                (incarnation, name, digest, json.dumps(sorted(roles)), _ts(now)),
+            )
+            detail = {
+                "tenant_id": self.tenant_id,
+                "name": name,
+                "roles": sorted(roles),
+                "reason": reason,
+            }
+            self._audit(conn, incarnation, now, actor, "key.create", detail)
+            self._platform_audit(conn, now, actor, "key.create", detail)
+        return KeyRecord(name, digest, roles, now, None)
+
+    def keys(self) -> list[KeyRecord]:
+        with self._guard:
+            conn = self._conn()
+            rows = conn.execute(
+                "SELECT name, digest, roles, created_at, last_used_at FROM tenant_keys"
+                " WHERE tenant = ? ORDER BY name",
+                (self._incarnation(conn),),
+            ).fetchall()
+        return [self._key(row) for row in rows]
+
+    def find_key(self, digest: bytes) -> KeyRecord | None:
+        with self._guard:
+            row = (
+                self._conn()
+                .execute(
+                    "SELECT k.name, k.digest, k.roles, k.created_at, k.last_used_at"
+                    " FROM tenants t JOIN tenant_keys k ON k.tenant = t.incarnation"
+                    " WHERE t.tenant_id = ? AND k.digest = ?",
+                    (self.tenant_id, digest),
+                )
+                .fetchone()
+            )
+        return None if row is None else self._key(row)
+
+    def touch_key(self, name: str, now: datetime) -> None:
+        with self._guard:
+            self._log_conn().execute(
+                "UPDATE tenant_keys SET last_used_at = ? WHERE name = ? AND tenant ="
+                " (SELECT incarnation FROM tenants WHERE tenant_id = ?)",
+                (_ts(now), name, self.tenant_id),
+            )
+
+    def revoke_key(self, name: str, *, actor: str, reason: str, now: datetime) -> None:
+        with self._write() as conn:
+            incarnation = self._incarnation(conn)
+            row = conn.execute(
+                "DELETE FROM tenant_keys WHERE tenant = ? AND name = ? RETURNING name",
+                (incarnation, name),
+            ).fetchone()
+            if row is None:
+                raise KeyNotFoundError(name)
+            detail = {"tenant_id": self.tenant_id, "name": name, "reason": reason}
+            self._audit(conn, incarnation, now, actor, "key.revoke", detail)
+            self._platform_audit(conn, now, actor, "key.revoke", detail)
 
     # -- writes ----------------------------------------------------------
 
     @staticmethod
     def _audit(
+        conn: sqlite3.Connection,
+        tenant: str,
+        now: datetime,
+        actor: str,
+        action: str,
+        detail: Mapping[str, Any],
+    ) -> None:
+        conn.execute(
+            "INSERT INTO audit (tenant, at, actor, action, detail) VALUES (?, ?, ?, ?, ?)",
+            (tenant, _ts(now), actor, action, json.dumps(dict(detail), sort_keys=True)),
+        )
+
+    @staticmethod
+    def _platform_audit(
         conn: sqlite3.Connection, now: datetime, actor: str, action: str, detail: Mapping[str, Any]
     ) -> None:
         conn.execute(
-            "INSERT INTO audit (at, actor, action, detail) VALUES (?, ?, ?, ?)",
+            "INSERT INTO platform_audit (at, actor, action, detail) VALUES (?, ?, ?, ?)",
             (_ts(now), actor, action, json.dumps(dict(detail), sort_keys=True)),
         )
 
     def update_settings(self, changes: Mapping[str, Any], *, actor: str, now: datetime) -> Settings:
         with self._write() as conn:
+            incarnation = self._incarnation(conn)
             for name, value in changes.items():
                 # A fixed statement per setting: an unknown name is a KeyError,
                 # never a column name written into SQL.
-                conn.execute(_SETTING_UPDATES[name], (int(value),))
-            self._audit(conn, now, actor, "settings.update", dict(changes))
+                conn.execute(_SETTING_UPDATES[name], (int(value), self.tenant_id))
+            self._audit(conn, incarnation, now, actor, "settings.update", dict(changes))
             # Read in the same transaction: what was written, not a later change.
             return self.settings()
 
     def bump_epoch(self, *, actor: str, reason: str, now: datetime) -> EpochInfo:
         with self._write() as conn:
             row = conn.execute(
-                "UPDATE meta SET epoch = epoch + 1, changed_at = ?, changed_by = ?, reason = ?"
-                " WHERE id = 1 RETURNING epoch",
-                (_ts(now), actor, reason),
+                "UPDATE tenants SET epoch = epoch + 1, changed_at = ?, changed_by = ?, reason = ?"
+                " WHERE tenant_id = ? RETURNING epoch, incarnation",
+                (_ts(now), actor, reason, self.tenant_id),
             ).fetchone()
             if row is None:
-                raise StoreDataError(f"SQLite store {self.path} has no meta row")
-            self._audit(conn, now, actor, "epoch.bump", {"epoch": row[0], "reason": reason})
+                raise TenantNotFoundError(self.tenant_id)
+            self._audit(conn, row[1], now, actor, "epoch.bump", {"epoch": row[0], "reason": reason})
         return EpochInfo(row[0], now, actor, reason)
 
     def revoke_user(self, user_id: str, *, actor: str, reason: str, now: datetime) -> int:
         with self._write() as conn:
+            incarnation = self._incarnation(conn)
             row = conn.execute(
-                "INSERT INTO user_epochs (user_id, epoch, revoked_at) VALUES (?, 1, ?)"
-                " ON CONFLICT (user_id) DO UPDATE SET epoch = epoch + 1,"
+                "INSERT INTO user_epochs (tenant, user_id, epoch, revoked_at) VALUES (?, ?, 1, ?)"
+                " ON CONFLICT (tenant, user_id) DO UPDATE SET epoch = epoch + 1,"
                 " revoked_at = excluded.revoked_at RETURNING epoch",
-                (user_id, _ts(now)),
+                (incarnation, user_id, _ts(now)),
             ).fetchone()
             self._audit(
                 conn,
+                incarnation,
                 now,
                 actor,
                 "user.revoke",
@@ -439,8 +841,14 @@ class SqliteStore:
         return int(row[0])
 
     def record_signins(self, signins: Sequence[Signin]) -> None:
-        rows = [(_ts(s.at), s.user_id, s.outcome, s.ip, s.user_agent) for s in signins]
         with self._write(log=True) as conn:
+            row = conn.execute(
+                "SELECT incarnation FROM tenants WHERE tenant_id = ?", (self.tenant_id,)
+            ).fetchone()
+            if row is None:
+                return  # the tenant was deleted since the clicks: its log is gone too
+            tenant = row[0]
+            rows = [(tenant, _ts(s.at), s.user_id, s.outcome, s.ip, s.user_agent) for s in signins]
             start = 0
             for size in _SIGNIN_CHUNKS:
                 while len(rows) - start >= size:
@@ -449,9 +857,12 @@ class SqliteStore:
                     start += size
 
     def prune(self, *, before: datetime) -> None:
+        # Every tenant's old entries at once: the tables are shared, the
+        # deletes use the time indexes.
         with self._write() as conn:
             conn.execute("DELETE FROM audit WHERE at < ?", (_ts(before),))
             conn.execute("DELETE FROM signins WHERE at < ?", (_ts(before),))
+            conn.execute("DELETE FROM platform_audit WHERE at < ?", (_ts(before),))
             conn.execute("DELETE FROM counters WHERE expires_at < ?", (utcnow().timestamp(),))
 
     def counter_incr(self, key: str, *, expiry_seconds: int, amount: int = 1) -> int:

@@ -15,6 +15,7 @@ import pytest
 
 from service import close_app, create_app
 from tests.conftest import ADMIN_CALLS, auth
+from tests.support.redis_keys import data, meta
 from tests.support.redis_server import RedisServer
 
 LINK = {"user_id": "42", "email": "alice@example.com", "recipients": {"to": ["alice@example.com"]}}
@@ -189,25 +190,25 @@ def test_a_redis_that_comes_back_empty_refuses_every_old_token(client, links, to
 
 
 def _meta_a_string(raw, p):
-    raw.delete(f"{p}meta")
-    raw.set(f"{p}meta", "x")
+    raw.delete(meta(p))
+    raw.set(meta(p), "x")
 
 
 def _epoch_not_a_number(raw, p):
-    raw.hset(f"{p}meta", "epoch", "abc")
+    raw.hset(meta(p), "epoch", "abc")
 
 
 def _incarnation_missing(raw, p):
-    raw.hdel(f"{p}meta", "incarnation")
+    raw.hdel(meta(p), "incarnation")
 
 
 def _user_epochs_a_string(raw, p):
-    raw.delete(f"{p}user_epochs")
-    raw.set(f"{p}user_epochs", "x")
+    raw.delete(data(raw, p, "user_epochs"))
+    raw.set(data(raw, p, "user_epochs"), "x")
 
 
 def _user_epoch_not_a_number(raw, p):
-    raw.hset(f"{p}user_epochs", "42", "abc")
+    raw.hset(data(raw, p, "user_epochs"), "42", "abc")
 
 
 WRONG_SHAPES = {

@@ -18,6 +18,7 @@ from redis.connection import Connection
 from service.errors import ConfigError, StoreDataError, StoreUnavailableError
 from service.store import Settings, Signin, open_store
 from service.store.redis import RedisStore
+from tests.support.redis_keys import data, meta
 from tests.support.redis_server import RedisServer
 
 DEFAULTS = Settings(auto_login_enabled=False, token_ttl_seconds=259200)
@@ -151,7 +152,7 @@ def test_a_store_on_a_unix_socket_reads_and_writes_like_one_on_tcp(tmp_path):
         finally:
             store.close()
         with server.client() as raw:
-            assert raw.hget("autologin:meta", "epoch") == "2"
+            assert raw.hget(meta("autologin:"), "epoch") == "2"
 
 
 def test_a_thread_finding_the_click_connection_busy_reads_through_the_pool(store):
@@ -282,7 +283,7 @@ def test_every_read_that_finds_the_store_lost_logs_the_new_incarnation(store, ra
 def test_losing_only_the_user_epochs_never_revives_a_revoked_user(store, raw, prefix, read):
     old = store.token_state("42").incarnation
     store.revoke_user("42", actor="a", reason="r", now=T0)
-    raw.delete(f"{prefix}user_epochs")  # evicted or deleted on its own
+    raw.delete(data(raw, prefix, "user_epochs"))  # evicted or deleted on its own
     if read == "token_state":
         state = store.token_state("42")
     elif read == "issue_state":
@@ -322,9 +323,9 @@ def test_writes_after_a_loss_land_in_a_new_store(store, raw):
 
 
 META_CORRUPTIONS = {
-    "meta is a string": lambda r, p: r.delete(f"{p}meta") + r.set(f"{p}meta", "x"),
-    "epoch is not an integer": lambda r, p: r.hset(f"{p}meta", "epoch", "1.5"),
-    "incarnation is missing": lambda r, p: r.hdel(f"{p}meta", "incarnation"),
+    "meta is a string": lambda r, p: r.delete(meta(p)) + r.set(meta(p), "x"),
+    "epoch is not an integer": lambda r, p: r.hset(meta(p), "epoch", "1.5"),
+    "incarnation is missing": lambda r, p: r.hdel(meta(p), "incarnation"),
 }
 READS = {
     "token_state": lambda s: s.token_state("42"),
@@ -344,7 +345,7 @@ def test_a_meta_hash_of_the_wrong_shape_raises_store_data_error(store, raw, pref
 
 
 def test_settings_of_the_wrong_shape_raise_store_data_error(store, raw, prefix):
-    raw.hset(f"{prefix}meta", "token_ttl_seconds", "long")
+    raw.hset(meta(prefix), "token_ttl_seconds", "long")
     with pytest.raises(StoreDataError):
         store.settings()
     with pytest.raises(StoreDataError):
@@ -354,9 +355,9 @@ def test_settings_of_the_wrong_shape_raise_store_data_error(store, raw, prefix):
 @pytest.mark.parametrize(
     "corrupt",
     [
-        lambda r, p: r.hset(f"{p}user_epochs", "42", "one"),
-        lambda r, p: r.hset(f"{p}user_epochs", "42", "-1"),
-        lambda r, p: r.delete(f"{p}user_epochs") + r.rpush(f"{p}user_epochs", "42"),
+        lambda r, p: r.hset(data(r, p, "user_epochs"), "42", "one"),
+        lambda r, p: r.hset(data(r, p, "user_epochs"), "42", "-1"),
+        lambda r, p: r.delete(data(r, p, "user_epochs")) + r.rpush(data(r, p, "user_epochs"), "42"),
     ],
     ids=["not an integer", "negative", "not a hash"],
 )
@@ -370,16 +371,16 @@ def test_a_user_epoch_of_the_wrong_shape_raises_store_data_error(store, raw, pre
 
 
 def test_a_bump_over_a_non_integer_epoch_raises_and_writes_nothing(store, raw, prefix):
-    raw.hset(f"{prefix}meta", "epoch", "two")
+    raw.hset(meta(prefix), "epoch", "two")
     with pytest.raises(StoreDataError):
         store.bump_epoch(actor="a", reason="r", now=T0)
-    assert raw.hget(f"{prefix}meta", "epoch") == "two"
-    assert raw.zcard(f"{prefix}audit") == 1
+    assert raw.hget(meta(prefix), "epoch") == "two"
+    assert raw.zcard(data(raw, prefix, "audit")) == 1
 
 
 def test_unreadable_log_entries_raise_store_data_error(store, raw, prefix):
-    raw.zadd(f"{prefix}audit", {"not json": 99})
-    raw.zadd(f"{prefix}signins", {'[99, 1.5, ["too", "short"]]': 99})
+    raw.zadd(data(raw, prefix, "audit"), {"not json": 99})
+    raw.zadd(data(raw, prefix, "signins"), {'[99, 1.5, ["too", "short"]]': 99})
     with pytest.raises(StoreDataError):
         store.audit_events(limit=10)
     with pytest.raises(StoreDataError):
@@ -573,9 +574,9 @@ def test_prune_drops_every_entry_older_than_before_in_any_order(store, raw, pref
     assert store.signins(user_id="u1", limit=10) == []
     bump, create = store.audit_events(limit=10)  # the store was created just now
     assert (bump.action, bump.at, create.action) == ("epoch.bump", new, "store.create")
-    assert not raw.exists(f"{prefix}signins:u1")
-    assert raw.zcard(f"{prefix}signins_at") == 1
-    assert raw.zcard(f"{prefix}audit_at") == 2
+    assert not raw.exists(data(raw, prefix, "signins:u1"))
+    assert raw.zcard(data(raw, prefix, "signins_at")) == 1
+    assert raw.zcard(data(raw, prefix, "audit_at")) == 2
 
 
 def test_audit_reads_in_the_order_written_and_signins_in_the_order_clicked(store):
