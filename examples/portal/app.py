@@ -4,6 +4,15 @@ Run it on its own (the service must run too; ``make demo`` starts both)::
 
     AUTOLOGIN_PORTAL_KEY=... PORTAL_SECRET_KEY=... python examples/portal/app.py
 
+One portal serves several tenants (helpdesks) of the service, each on its own
+host name, when ``AUTOLOGIN_TENANT_HOSTS`` maps them::
+
+    AUTOLOGIN_TENANT_HOSTS=acme.localhost=acme,globex.localhost=globex ...
+
+Each tenant has its own users (user 42 of acme is not user 42 of globex) and
+a session belongs to the tenant it was made in. ``AUTOLOGIN_TENANT=acme`` makes
+it the portal of that one tenant, whatever the host.
+
 It serves with werkzeug's server and an access log that never prints a query
 string: the first GET of a link carries the token in its URL.
 """
@@ -17,10 +26,16 @@ import re
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, abort, flash, redirect, render_template, request, session, url_for
+from flask import Flask, abort, flash, g, redirect, render_template, request, session, url_for
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from service.portal import FlaskAutoLogin, LoginRefusedError, is_portal_path
+from service.portal import (
+    TENANT_ENVIRON_KEY,
+    FlaskAutoLogin,
+    LoginRefusedError,
+    is_portal_path,
+    tenant_from_host,
+)
 
 HERE = Path(__file__).resolve().parent
 log = logging.getLogger("portal")
@@ -29,6 +44,25 @@ log = logging.getLogger("portal")
 USERS = {
     "42": {"name": "Alice Example", "email": "alice@example.com", "password": "alice"},
     "43": {"name": "Bob Example", "email": "bob@example.com", "password": "bob"},
+}
+#: Each tenant's users and the name of its helpdesk: user ids are per tenant.
+TENANTS = {
+    None: ("Helpdesk portal", USERS),
+    "default": ("Helpdesk portal", USERS),
+    "acme": (
+        "Acme helpdesk",
+        {"42": {"name": "Alice Acme", "email": "alice@acme.example.com", "password": "alice"}},
+    ),
+    "globex": (
+        "Globex helpdesk",
+        {
+            "42": {
+                "name": "Gloria Globex",
+                "email": "gloria@globex.example.com",
+                "password": "gloria",
+            }
+        },
+    ),
 }
 TICKETS = {
     "1234": ("Printer on floor 3 does not print", "We replaced the fuser unit."),
@@ -44,15 +78,24 @@ MESSAGES = {
 }
 
 
+def users_of(tenant: str | None) -> dict[str, dict[str, str]]:
+    """Return the users of ``tenant`` (``None``: a portal that names no tenant)."""
+    return TENANTS[tenant][1] if tenant in TENANTS else {}
+
+
 def sign_in_from_link(request: Any, user_id: str, claims: dict[str, Any]) -> None:
     """Sign in the user a verified link names (the middleware's ``login`` callback)."""
-    if user_id not in USERS:
+    # The tenant the link was verified in: user_id is one of its users, not
+    # a user of the same id in another tenant.
+    tenant = request.environ.get(TENANT_ENVIRON_KEY)
+    if user_id not in users_of(tenant):
         raise LoginRefusedError(user_id)
     # A fresh session: whoever was signed in on this browser before is not any more.
     session.clear()
+    session["tenant"] = tenant
     session["user_id"] = user_id
     session["via"] = "link"
-    log.info("user %s signed in with a link", user_id)
+    log.info("user %s%s signed in with a link", user_id, f" of {tenant}" if tenant else "")
 
 
 def link_failed(request: Any, reason: str) -> None:
@@ -68,6 +111,9 @@ def create_portal(config: dict[str, Any] | None = None) -> Flask:
         AUTOLOGIN_SERVICE_URL=os.environ.get("AUTOLOGIN_SERVICE_URL", "http://127.0.0.1:8000"),
         AUTOLOGIN_PORTAL_KEY=os.environ.get("AUTOLOGIN_PORTAL_KEY"),
         AUTOLOGIN_CONFIRM=os.environ.get("AUTOLOGIN_CONFIRM", "") == "1",
+        # "acme.localhost=acme,globex.localhost=globex": host name -> tenant id.
+        AUTOLOGIN_TENANT_HOSTS=_host_table(os.environ.get("AUTOLOGIN_TENANT_HOSTS", "")),
+        AUTOLOGIN_TENANT=os.environ.get("AUTOLOGIN_TENANT") or None,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
     )
@@ -77,6 +123,11 @@ def create_portal(config: dict[str, Any] | None = None) -> Flask:
         if not app.config.get(key):
             raise RuntimeError(f"{key} is not set (environment: see examples/portal/README.md)")
 
+    # The tenant of a request: from its host, or the one tenant of this
+    # portal, or none at all (a portal of a deployment without tenants).
+    tenant: Any = app.config["AUTOLOGIN_TENANT"]
+    if app.config["AUTOLOGIN_TENANT_HOSTS"]:
+        tenant = tenant_from_host(app.config["AUTOLOGIN_TENANT_HOSTS"])
     FlaskAutoLogin(
         app,
         login=sign_in_from_link,
@@ -84,11 +135,26 @@ def create_portal(config: dict[str, Any] | None = None) -> Flask:
         service_url=app.config["AUTOLOGIN_SERVICE_URL"],
         api_key=app.config["AUTOLOGIN_PORTAL_KEY"],
         confirm=app.config["AUTOLOGIN_CONFIRM"],
+        tenant=tenant,
     )
 
+    @app.before_request
+    def find_tenant() -> None:
+        g.tenant = tenant(request.environ) if callable(tenant) else tenant
+        if callable(tenant) and g.tenant is None:
+            abort(404, "There is no helpdesk at this address.")
+
+    @app.context_processor
+    def helpdesk() -> dict[str, str]:
+        return {"helpdesk": TENANTS.get(g.tenant, (g.tenant or "Helpdesk portal",))[0]}
+
     def current_user() -> dict[str, str] | None:
+        # A session belongs to the tenant it was made in.
+        if session.get("tenant") != g.tenant:
+            return None
         user_id = session.get("user_id")
-        return {"id": user_id, **USERS[user_id]} if user_id in USERS else None
+        users = users_of(g.tenant)
+        return {"id": user_id, **users[user_id]} if user_id in users else None
 
     @app.get("/")
     def home() -> Any:
@@ -104,15 +170,18 @@ def create_portal(config: dict[str, Any] | None = None) -> Flask:
             next_path = "/"
         if request.method == "POST":
             user_id = request.form.get("user_id", "")
-            user = USERS.get(user_id)
+            user = users_of(g.tenant).get(user_id)
             if user is not None and request.form.get("password") == user["password"]:
                 session.clear()
+                session["tenant"] = g.tenant
                 session["user_id"] = user_id
                 session["via"] = "password"
                 log.info("user %s signed in with a password", user_id)
                 return redirect(next_path, 303)
             flash("Unknown user or wrong password.", "error")
-        return render_template("login.html", next=next_path, user=current_user())
+        return render_template(
+            "login.html", next=next_path, user=current_user(), users=users_of(g.tenant)
+        )
 
     @app.post("/logout")
     def logout() -> Any:
@@ -133,6 +202,17 @@ def create_portal(config: dict[str, Any] | None = None) -> Flask:
         )
 
     return app
+
+
+def _host_table(text: str) -> dict[str, str]:
+    """Read ``host=tenant,host=tenant`` (``AUTOLOGIN_TENANT_HOSTS``)."""
+    table = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        host, equals, tenant = item.partition("=")
+        if not equals:
+            raise RuntimeError(f"AUTOLOGIN_TENANT_HOSTS: {item!r} is not host=tenant")
+        table[host.strip()] = tenant.strip()
+    return table
 
 
 class QuietRequestHandler(WSGIRequestHandler):
