@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -62,13 +63,36 @@ def create_app(
         + [deployment.secret_key.decode("utf-8", "replace")],
         token_param=deployment.token_param,
     )
-    from service.api import admin, links, ops, scrub, verify
+    from service.api import admin, keys, links, ops, scrub, tenants, verify
+    from service.tenants import Reaper
 
     ratelimit.init_app(app, store)
     metrics.init_app(app)
     http.init_app(app)
-    for module in (links, verify, scrub, admin, ops):
+    # Every tenant-scoped call twice: as it always was (the key's tenant, or
+    # default), and under /v1/tenants/<tenant_id>/ (service/tenancy.py).
+    for module, twin in (
+        (links, "/links"),
+        (verify, "/tokens"),
+        (scrub, ""),
+        (admin, "/admin"),
+        (keys, "/admin/keys"),
+    ):
         app.register_blueprint(module.bp)
+        app.register_blueprint(
+            module.bp, name=f"tenant_{module.bp.name}", url_prefix=f"/v1/tenants/<tenant_id>{twin}"
+        )
+    for module in (tenants, ops):
+        app.register_blueprint(module.bp)
+    reaper = app.extensions["reaper"] = Reaper(store)
+
+    @app.before_request
+    def _resume_deletions() -> None:
+        # Once per process: a deletion a restart interrupted goes on.
+        if app.extensions.get("reaper_kicked") != os.getpid():
+            app.extensions["reaper_kicked"] = os.getpid()
+            reaper.kick()
+
     cli.init_app(app)
     console.init_app(app)
     from service.fastpath import VerifyFastPath
@@ -85,4 +109,5 @@ def close_app(app: Flask) -> None:
     benchmarks and embedding code that build apps one after another do.
     """
     app.extensions["signin_log"].close()  # its writer thread uses the store: first
+    app.extensions["reaper"].close()
     app.extensions["store"].close()

@@ -39,13 +39,18 @@ MAX_LIMIT = 500
 SETTINGS = ("auto_login_enabled", "token_ttl_seconds")
 
 
-def settings_json(settings: Settings, max_ttl: int) -> dict[str, Any]:
-    """Return the contract's JSON shape of the settings."""
-    return {
+def settings_json(
+    settings: Settings, max_ttl: int, portal_base_url: str | None = None
+) -> dict[str, Any]:
+    """Return the contract's JSON shape of the settings (with the tenant's portal, if given)."""
+    answer: dict[str, Any] = {
         "auto_login_enabled": settings.auto_login_enabled,
         "token_ttl_seconds": settings.ttl_within(max_ttl),
         "max_token_ttl_seconds": max_ttl,
     }
+    if portal_base_url is not None:
+        answer["portal_base_url"] = portal_base_url
+    return answer
 
 
 def epoch_json(info: EpochInfo) -> dict[str, Any]:
@@ -69,6 +74,11 @@ def validate_settings(body: Any, max_ttl: int) -> dict[str, Any]:
     for name in body:
         if name == "max_token_ttl_seconds":
             raise refuse("max_token_ttl_seconds is deployment config (MAX_TOKEN_TTL_SECONDS)")
+        if name == "portal_base_url":
+            raise refuse(
+                "portal_base_url is read-only here: a platform admin moves a tenant's portal "
+                "(PATCH /v1/admin/tenants/{tenant_id})"
+            )
         if name not in SETTINGS:
             raise refuse(f"{name}: is not a setting")
     changes: dict[str, Any] = {}

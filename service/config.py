@@ -35,7 +35,14 @@ from service.tokens import (
     longest_token,
 )
 
-__all__ = ["ApiKey", "Deployment", "ROLES", "load_config", "validate_config"]
+__all__ = [
+    "ApiKey",
+    "Deployment",
+    "ROLES",
+    "check_portal_base_url",
+    "load_config",
+    "validate_config",
+]
 
 ROLES = frozenset({"issuer", "portal", "admin"})
 ALGORITHMS = ("HS256", "HS384", "HS512")
@@ -149,7 +156,8 @@ def _str(config: Mapping[str, Any], key: str) -> str:
     return value.strip()
 
 
-def _portal_base_url(value: Any, development: bool) -> str:
+def check_portal_base_url(value: Any, development: bool) -> str:
+    """Return a portal address (origin and optional path), or raise ``ConfigError`` saying why."""
     if not isinstance(value, str) or not value:
         raise ConfigError(
             "PORTAL_BASE_URL is required outside development: set it to the portal's origin, "
@@ -354,7 +362,7 @@ def validate_config(config: Mapping[str, Any], instance_path: str) -> Deployment
     prefix = _str(config, "STORE_KEY_PREFIX")
     deployment = Deployment(
         env=env,
-        portal_base_url=_portal_base_url(base, development),
+        portal_base_url=check_portal_base_url(base, development),
         token_param=token_param,
         store_url=store_url,
         store_options={

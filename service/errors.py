@@ -62,11 +62,15 @@ class ExpiredTokenError(TokenError):
     reason = "expired"
     code = "token_expired"
 
-    def __init__(self, message: str, *, user_id: str, expired_at: int) -> None:
+    def __init__(
+        self, message: str, *, user_id: str, expired_at: int, tenant: str | None = None
+    ) -> None:
         super().__init__(message)
         self.user_id = user_id
         #: The ``exp`` claim (seconds since the epoch) of the genuine token.
         self.expired_at = expired_at
+        #: The token's tenant digest (``None`` in a token from before tenants).
+        self.tenant = tenant
 
 
 class RevokedTokenError(TokenError):

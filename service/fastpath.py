@@ -30,12 +30,17 @@ from service.clock import utcnow
 from service.errors import ApiError, StoreError, TokenError
 from service.http import STRICT_JSON, find_api_key, whole_number
 from service.logs import log_request, request_id
-from service.store import Signin
+from service.store import DEFAULT_TENANT, Signin
+from service.tenancy import TENANT_ID
 from service.tokens import check_epochs, verify_token
 
 __all__ = ["VerifyFastPath"]
 
 PATH = "/v1/tokens/verify"
+#: The same call in a named tenant: /v1/tenants/<tenant_id>/tokens/verify.
+TENANT_PATH = ("/v1/tenants/", "/tokens/verify")
+#: Its route, as the access log names it (the rule, never the tenant).
+TENANT_ROUTE = "/v1/tenants/<tenant_id>/tokens/verify"
 #: The Flask endpoint of the same call, for the latency metric's label.
 ENDPOINT = "verify.verify"
 #: Bodies larger than this go through Flask (a verify body is well under 1 KiB).
@@ -59,11 +64,20 @@ class VerifyFastPath:
         self.latency = extensions["metrics"].latency.labels(ENDPOINT, "POST")
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        if environ.get("PATH_INFO") != PATH or environ.get("REQUEST_METHOD") != "POST":
+        path = environ.get("PATH_INFO", "")
+        if path == PATH:
+            tenant_id = DEFAULT_TENANT
+        elif path.startswith(TENANT_PATH[0]) and path.endswith(TENANT_PATH[1]):
+            tenant_id = path[len(TENANT_PATH[0]) : -len(TENANT_PATH[1])]
+            if not TENANT_ID.fullmatch(tenant_id):
+                return self.wsgi_app(environ, start_response)
+        else:
+            return self.wsgi_app(environ, start_response)
+        if environ.get("REQUEST_METHOD") != "POST":
             return self.wsgi_app(environ, start_response)
         started = time.perf_counter()
         body = self._body(environ)
-        answer = None if body is None else self._answer(environ, body)
+        answer = None if body is None else self._answer(environ, body, tenant_id)
         if answer is None:
             return self.wsgi_app(environ, start_response)
         rid = request_id(environ.get("HTTP_X_REQUEST_ID"))
@@ -78,7 +92,7 @@ class VerifyFastPath:
             ],
         )
         self.latency.observe(time.perf_counter() - started)
-        log_request(rid, "POST", PATH, 200, started)
+        log_request(rid, "POST", PATH if path == PATH else TENANT_ROUTE, 200, started)
         return [answer]
 
     @staticmethod
@@ -92,8 +106,10 @@ class VerifyFastPath:
         environ["CONTENT_LENGTH"] = str(len(body))
         return body
 
-    def _answer(self, environ: dict[str, Any], body: bytes) -> bytes | None:
+    def _answer(self, environ: dict[str, Any], body: bytes, tenant_id: str) -> bytes | None:
         """Return the 200 body of a good verification, or ``None`` for Flask to answer."""
+        # Platform keys only (held in memory): a tenant key, or any other
+        # caller, goes through Flask, which looks it up in its tenant's store.
         key = find_api_key(environ.get("HTTP_AUTHORIZATION", ""), self.deployment.api_keys)
         if key is None or "portal" not in key.roles:
             return None
@@ -110,9 +126,15 @@ class VerifyFastPath:
         except ApiError:
             return None  # the view answers 400 naming the field
         token = request["token"]
+        store = self.store if tenant_id == DEFAULT_TENANT else self.store.tenant(tenant_id)
         try:
-            claims = verify_token(token, self.ring)
-            check_epochs(claims, self.store.token_state(claims.user_id))
+            claims = verify_token(
+                token, self.ring, tenant_id=tenant_id, legacy_before=store.legacy_before
+            )
+            # Also the tenant's existence: no tenant, no row, no answer here.
+            check_epochs(claims, store.token_state(claims.user_id))
+        except ApiError:
+            return None  # tenant_not_found: the view answers it, in the contract's order
         except (TokenError, StoreError) as e:
             # The view answers: the precise code, the logged reason, the
             # metric, the sign-in entry, the limits; it re-raises ``e``
@@ -120,5 +142,5 @@ class VerifyFastPath:
             environ[FAILED_VERIFICATION] = (token, e)
             return None
         self.ok_counter.inc()
-        self.signin_log.record(Signin(utcnow(), claims.user_id, "ok", ip, user_agent))
+        self.signin_log.record(Signin(utcnow(), claims.user_id, "ok", ip, user_agent), tenant_id)
         return (_ENCODER.encode(answer_json(claims)) + "\n").encode()

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from functools import wraps
 from typing import Any, TypeVar
 
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.routing import PathConverter
 
@@ -25,6 +25,7 @@ from service.errors import (
     TokenError,
     problem,
 )
+from service.tenancy import authorize
 
 __all__ = [
     "STRICT_JSON",
@@ -141,31 +142,17 @@ def match_api_key(presented: str, api_keys: Iterable[ApiKey]) -> ApiKey | None:
     return found
 
 
-def _caller() -> ApiKey | None:
-    return find_api_key(
-        request.headers.get("Authorization", ""), current_app.extensions["deployment"].api_keys
-    )
+def require_role(*roles: str, platform_only: bool = False) -> Callable[[F], F]:
+    """Let the view run only for a caller whose API key has one of ``roles``.
 
-
-def require_role(*roles: str) -> Callable[[F], F]:
-    """Let the view run only for a caller whose API key has one of ``roles``."""
+    The caller's tenant is settled too (:func:`service.tenancy.authorize`):
+    the view reads its store through :func:`service.tenancy.store`.
+    """
 
     def decorate(view: F) -> F:
         @wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            key = _caller()
-            if key is None:
-                raise ApiError(
-                    401,
-                    "unauthorized",
-                    "send a known API key as Authorization: Bearer <key>",
-                    headers={"WWW-Authenticate": 'Bearer realm="autologin"'},
-                )
-            if not key.roles.intersection(roles):
-                raise ApiError(
-                    403, "forbidden", f"this API key lacks the role {' or '.join(roles)}"
-                )
-            g.actor = key.name
+            authorize(*roles, platform_only=platform_only)
             return view(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]

@@ -225,6 +225,7 @@ def build_links(
     base_url: str,
     token_param: str,
     now: datetime,
+    tenant_id: str = "default",
 ) -> list[LinkAnswer]:
     """Answer each request: a token link when the rules allow, else the plain link."""
     default_ttl = state.settings.ttl_within(ring.max_ttl_seconds)
@@ -243,6 +244,7 @@ def build_links(
             ring=ring,
             ttl=request.ttl_seconds or default_ttl,
             now=now,
+            tenant_id=tenant_id,
         )
         answers.append(
             LinkAnswer(

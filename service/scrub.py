@@ -216,10 +216,12 @@ def _read_link(
     return _Link(end, cuts, tokens)
 
 
-def _user_id(token: str, ring: KeyRing) -> str | None:
-    """Return whose genuine token this is, expired or revoked alike; else ``None``."""
+def _user_id(
+    token: str, ring: KeyRing, tenant_id: str | None, legacy_before: float | None
+) -> str | None:
+    """Return whose genuine token of ``tenant_id`` this is, expired or revoked alike."""
     try:
-        return verify_token(token, ring).user_id
+        return verify_token(token, ring, tenant_id=tenant_id, legacy_before=legacy_before).user_id
     except ExpiredTokenError as e:
         return e.user_id
     except TokenError:
@@ -229,7 +231,14 @@ def _user_id(token: str, ring: KeyRing) -> str | None:
 
 
 def scrub_text(
-    text: str, *, content_type: str, ring: KeyRing, base_url: str, token_param: str
+    text: str,
+    *,
+    content_type: str,
+    ring: KeyRing,
+    base_url: str,
+    token_param: str,
+    tenant_id: str | None = None,
+    legacy_before: float | None = None,
 ) -> ScrubResult:
     """Remove every token parameter from the portal links in ``text``.
 
@@ -239,6 +248,8 @@ def scrub_text(
     :param base_url: the portal's origin and optional base path; only links
         under it are touched.
     :param token_param: the query parameter that carries the token.
+    :param tenant_id: report only this tenant's users (every token is removed
+        all the same); ``None``: any tenant's.
     """
     if content_type not in CONTENT_TYPES:
         raise ValueError(f"content_type must be one of {', '.join(CONTENT_TYPES)}")
@@ -247,7 +258,7 @@ def scrub_text(
 
     def user_of(value: str) -> str | None:
         if value not in checked:
-            checked[value] = _user_id(value, ring)
+            checked[value] = _user_id(value, ring, tenant_id, legacy_before)
         return checked[value]
 
     cuts: list[tuple[int, int]] = []

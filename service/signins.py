@@ -54,7 +54,9 @@ class SigninLog:
         #: prunes both logs (the admin API and the console flush before reading).
         self.enabled = enabled
         self.retention = timedelta(days=retention_days)
-        self._pending: list[Signin] = []
+        self._pending: list[tuple[str, Signin]] = []
+        #: Tenants written to since the last pruning (a Redis store prunes each apart).
+        self._touched: set[str] = set()
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._wake = threading.Event()
@@ -64,15 +66,15 @@ class SigninLog:
         self._closed = False
         _live.add(self)
 
-    def record(self, signin: Signin) -> None:
-        """Queue one entry; it reaches the store within ``FLUSH_SECONDS``."""
+    def record(self, signin: Signin, tenant_id: str = "default") -> None:
+        """Queue one entry of ``tenant_id``'s log; it reaches the store within ``FLUSH_SECONDS``."""
         if not self.enabled:
             return
         with self._lock:
             if self._pid != os.getpid():  # forked: the parent's buffer and locks are not ours
                 self._pending, self._thread, self._pid = [], None, os.getpid()
                 self._flush_lock = threading.Lock()
-            self._pending.append(signin)
+            self._pending.append((tenant_id, signin))
             full = len(self._pending) >= MAX_PENDING
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="signin-log", daemon=True)
@@ -91,12 +93,17 @@ class SigninLog:
                 return
             with self._lock:
                 batch, self._pending = self._pending, []
-            if batch:
+            by_tenant: dict[str, list[Signin]] = {}
+            for tenant_id, signin in batch:
+                by_tenant.setdefault(tenant_id, []).append(signin)
+            for tenant_id, signins in by_tenant.items():
+                store = self.store if tenant_id == "default" else self.store.tenant(tenant_id)
                 try:
-                    self.store.record_signins(batch)
+                    store.record_signins(signins)
                 except StoreError as e:
                     # The clicks were answered already; the log loses these entries.
-                    log.warning("sign-in log: %d entries not written: %s", len(batch), e)
+                    log.warning("sign-in log: %d entries not written: %s", len(signins), e)
+                self._touched.add(tenant_id)
             if prune:
                 self._prune_when_due()
 
@@ -105,8 +112,9 @@ class SigninLog:
         if self._next_prune is not None and now < self._next_prune:
             return
         self._next_prune = now + PRUNE_EVERY
+        touched, self._touched = sorted(self._touched), set()
         try:
-            self.store.prune(before=now - self.retention)
+            self.store.prune(before=now - self.retention, tenants=touched)
         except StoreError as e:
             log.warning("sign-in log: pruning failed: %s", e)
 

@@ -38,19 +38,28 @@ from service.errors import (
 from service.store import TokenState
 
 __all__ = [
+    "LEGACY_PURPOSE",
     "PURPOSE",
     "REQUIRED_CLAIMS",
     "Claims",
     "KeyRing",
     "check_epochs",
+    "check_tenant",
     "issue_token",
     "longest_token",
+    "tenant_claim",
     "verify_token",
 ]
 
 #: The purpose claim: a token minted by the same keys for anything else is
-#: not a login link (it does the job of itsdangerous' salt).
-PURPOSE = "portal-login"
+#: not a login link (it does the job of itsdangerous' salt). Since tenants,
+#: each tenant's tokens have a purpose of their own, ``pl.`` and a digest of
+#: the tenant id (:func:`tenant_claim`): a token of one tenant is minted for
+#: another purpose as far as every other tenant is concerned. (A separate
+#: claim would not fit the contract's 512 characters.)
+PURPOSE = "pl."
+#: The purpose of tokens issued before tenants (``default``'s, see :func:`check_tenant`).
+LEGACY_PURPOSE = "portal-login"
 #: Every claim is required on decode; a token missing any one is invalid.
 REQUIRED_CLAIMS = ("iss", "aud", "sub", "iat", "exp", "jti", "pur", "sid", "ep", "uep", "tgt")
 #: A longer input is refused before it is parsed.
@@ -135,6 +144,20 @@ class Claims(NamedTuple):
     user_epoch: int
     target: str
     key_id: str
+    #: The tenant's digest from the purpose claim (:func:`tenant_claim`);
+    #: ``None`` in a token issued before tenants existed.
+    tenant: str | None = None
+
+
+@cache
+def tenant_claim(tenant_id: str) -> str:
+    """Return the digest of ``tenant_id`` its tokens carry: 16 base64url characters of SHA-256.
+
+    A digest rather than the id, so that a token stays within the contract's
+    512 characters whatever the id's length (up to 63); 96 bits, so that no
+    two tenants share one by chance.
+    """
+    return base64url_encode(hashlib.sha256(tenant_id.encode()).digest()[:12]).decode("ascii")
 
 
 def longest_token(ring: KeyRing) -> int:
@@ -163,8 +186,9 @@ def issue_token(
     ring: KeyRing,
     ttl: int,
     now: datetime,
+    tenant_id: str = "default",
 ) -> tuple[str, Claims]:
-    """Issue a login token for ``user_id`` bound to the store ``state``.
+    """Issue a login token for ``user_id`` of ``tenant_id`` bound to the store ``state``.
 
     :param ttl: lifetime in seconds; never above the ring's maximum.
     :param now: the issue time; passed in so tests can assert exact claims.
@@ -183,6 +207,7 @@ def issue_token(
         user_epoch=state.user_epoch,
         target=target,
         key_id=ring.active_key_id,
+        tenant=tenant_claim(tenant_id),
     )
     payload = {
         "iss": ring.issuer,
@@ -191,7 +216,7 @@ def issue_token(
         "iat": claims.issued_at,
         "exp": claims.expires_at,
         "jti": claims.token_id,
-        "pur": PURPOSE,
+        "pur": PURPOSE + claims.tenant,
         "sid": claims.incarnation,
         "ep": claims.epoch,
         "uep": claims.user_epoch,
@@ -274,7 +299,12 @@ def _claims(payload: Mapping[str, Any], kid: str, ring: KeyRing) -> Claims:
         raise MalformedTokenError("wrong issuer")
     if payload["aud"] != ring.audience:
         raise MalformedTokenError("wrong audience")
-    if payload["pur"] != PURPOSE:
+    pur = payload["pur"]
+    if pur == LEGACY_PURPOSE:
+        tenant = None
+    elif type(pur) is str and len(pur) == len(PURPOSE) + 16 and pur.startswith(PURPOSE):
+        tenant = pur[len(PURPOSE) :]
+    else:
         raise MalformedTokenError("token minted for another purpose")
     sub, iat, exp = payload["sub"], payload["iat"], payload["exp"]
     ep, uep = payload["ep"], payload["uep"]
@@ -290,7 +320,7 @@ def _claims(payload: Mapping[str, Any], kid: str, ring: KeyRing) -> Claims:
         raise MalformedTokenError("jti, sid and tgt must be strings")
     if not jti or not sid or not tgt.startswith("/"):
         raise MalformedTokenError("empty jti or sid, or a target that is not a path")
-    return Claims(sub, iat, exp, jti, sid, ep, uep, tgt, kid)
+    return Claims(sub, iat, exp, jti, sid, ep, uep, tgt, kid, tenant)
 
 
 def _b64decode(segment: bytes) -> bytes:
@@ -299,7 +329,13 @@ def _b64decode(segment: bytes) -> bytes:
     return a2b_base64(segment.translate(_URLSAFE) + b"=" * (-len(segment) % 4))
 
 
-def verify_token(token: Any, ring: KeyRing) -> Claims:
+def verify_token(
+    token: Any,
+    ring: KeyRing,
+    *,
+    tenant_id: str | None = None,
+    legacy_before: float | None = None,
+) -> Claims:
     """Verify ``token``'s signature and every claim; return its claims.
 
     The checks are those of ``jwt.decode(token, key, algorithms=[alg],
@@ -311,6 +347,10 @@ def verify_token(token: Any, ring: KeyRing) -> Claims:
     expired. The per-call work PyJWT repeats (key preparation, header
     parsing, option merging) is done once, in the :class:`KeyRing`.
     The epochs are not checked here: see :func:`check_epochs`.
+
+    :param tenant_id: the tenant the token must belong to (:func:`check_tenant`,
+        with ``legacy_before``), checked before expiry, so that another
+        tenant's token is never called expired here; ``None``: any tenant.
     """
     if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH:
         raise MalformedTokenError("not a token of acceptable length")
@@ -346,6 +386,8 @@ def verify_token(token: Any, ring: KeyRing) -> Claims:
     if not isinstance(payload, dict):
         raise MalformedTokenError("payload is not an object")
     claims = _claims(payload, kid, ring)
+    if tenant_id is not None:
+        check_tenant(claims, tenant_id, legacy_before)
     now = utcnow().timestamp()
     leeway = ring.leeway_seconds
     # API.md: expired only when *past* exp plus the leeway, so a token is
@@ -356,9 +398,28 @@ def verify_token(token: Any, ring: KeyRing) -> Claims:
         raise MalformedTokenError("not yet valid")
     if now > claims.expires_at + leeway:
         raise ExpiredTokenError(
-            "token expired", user_id=claims.user_id, expired_at=claims.expires_at
+            "token expired",
+            user_id=claims.user_id,
+            expired_at=claims.expires_at,
+            tenant=claims.tenant,
         )
     return claims
+
+
+def check_tenant(claims: Claims, tenant_id: str, legacy_before: float | None) -> None:
+    """Raise ``MalformedTokenError`` unless ``claims`` belong to ``tenant_id``.
+
+    A token of another tenant is as good as a forgery here: ``token_invalid``,
+    nothing believed. A token without the claim was issued by the version
+    before tenants: it is ``default``'s, and only if it was issued before
+    this version took the store over (``legacy_before``), so no token made
+    since can leave the claim out to pass in any tenant.
+    """
+    if claims.tenant is None:
+        if tenant_id != "default" or legacy_before is None or claims.issued_at > legacy_before:
+            raise MalformedTokenError("no tenant claim")
+    elif claims.tenant != tenant_claim(tenant_id):
+        raise MalformedTokenError("token of another tenant")
 
 
 def check_epochs(claims: Claims, state: TokenState) -> None:

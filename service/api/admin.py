@@ -13,8 +13,10 @@ from flask import Blueprint, current_app, g, jsonify, request
 from service import admin
 from service.clock import isoformat, utcnow
 from service.http import read_json, require_role
+from service.tenancy import path_tenant, portal_base_url, store
 
 bp = Blueprint("admin", __name__, url_prefix="/v1/admin")
+bp.url_value_preprocessor(lambda _endpoint, values: path_tenant(values))
 
 
 @bp.before_request
@@ -30,24 +32,26 @@ def _max_ttl() -> int:
 @bp.get("/settings")
 def get_settings() -> Any:
     """Return the current settings."""
-    settings = current_app.extensions["store"].settings()
-    return jsonify(admin.settings_json(settings, _max_ttl()))
+    info = store().tenant_info()
+    return jsonify(
+        admin.settings_json(info.settings, _max_ttl(), portal_base_url(info.portal_base_url))
+    )
 
 
 @bp.patch("/settings")
 def update_settings() -> Any:
     """Change the switch or the default lifetime, for every worker at once."""
-    store = current_app.extensions["store"]
     # The store applies the change and its audit event atomically.
-    return jsonify(
-        admin.update_settings(store, read_json(), _max_ttl(), actor=g.actor, now=utcnow())
-    )
+    tenant = store()
+    answer = admin.update_settings(tenant, read_json(), _max_ttl(), actor=g.actor, now=utcnow())
+    answer["portal_base_url"] = portal_base_url(tenant.tenant_info().portal_base_url)
+    return jsonify(answer)
 
 
 @bp.get("/epoch")
 def get_epoch() -> Any:
     """Return the global epoch and its last change."""
-    return jsonify(admin.epoch_json(current_app.extensions["store"].epoch()))
+    return jsonify(admin.epoch_json(store().epoch()))
 
 
 @bp.post("/epoch/bump")
@@ -55,7 +59,7 @@ def bump_epoch() -> Any:
     """Void every outstanding token; when this returns, every worker refuses them."""
     reason = admin.validate_reason(read_json().get("reason"))
     info = admin.bump_epoch(
-        current_app.extensions["store"],
+        store(),
         current_app.extensions["metrics"],
         actor=g.actor,
         reason=reason,
@@ -70,7 +74,7 @@ def revoke_user(user_id: str) -> Any:
     user_id = admin.validate_user_id(user_id)
     reason = admin.validate_reason(read_json().get("reason"))
     revoked_at = admin.revoke_user(
-        current_app.extensions["store"],
+        store(),
         current_app.extensions["metrics"],
         user_id,
         actor=g.actor,
@@ -89,7 +93,7 @@ def signins() -> Any:
         user_id = admin.validate_user_id(user_id)
     # Entries of this process still in the write-behind buffer are written first.
     current_app.extensions["signin_log"].flush()
-    rows = current_app.extensions["store"].signins(user_id=user_id, limit=limit)
+    rows = store().signins(user_id=user_id, limit=limit)
     return jsonify(
         {
             "signins": [
@@ -111,7 +115,7 @@ def audit() -> Any:
     """Return the audit log, newest first."""
     limit = admin.validate_limit(request.args.get("limit", "50"))
     current_app.extensions["signin_log"].flush()  # also prunes both logs when due
-    events = current_app.extensions["store"].audit_events(limit=limit)
+    events = store().audit_events(limit=limit)
     return jsonify(
         {
             "events": [

@@ -12,24 +12,26 @@ from service.errors import ApiError
 from service.http import read_json, require_role
 from service.links import LinkAnswer, LinkRequest, build_links, parse_link_request
 from service.ratelimit import hit
+from service.tenancy import limit_identity, path_tenant, portal_base_url, store
 
 bp = Blueprint("links", __name__, url_prefix="/v1/links")
+bp.url_value_preprocessor(lambda _endpoint, values: path_tenant(values))
 
 MAX_BATCH = 1000
 
 
 def _answer(requests: list[LinkRequest]) -> list[LinkAnswer]:
     deployment = current_app.extensions["deployment"]
-    store = current_app.extensions["store"]
-    # One store read for the whole batch: settings, epochs, incarnation.
-    state = store.issue_state([r.user_id for r in requests])
+    # One store read for the whole batch: settings, epochs, incarnation, portal.
+    state = store().issue_state([r.user_id for r in requests])
     answers = build_links(
         requests,
         state,
         ring=current_app.extensions["ring"],
-        base_url=deployment.portal_base_url,
+        base_url=portal_base_url(state.portal_base_url),
         token_param=deployment.token_param,
         now=utcnow(),
+        tenant_id=g.tenant_id,
     )
     # One increment per distinct outcome, not per answer: a batch has 1000.
     counts = Counter((a.auto_login, a.reason or "none") for a in answers)
@@ -50,7 +52,7 @@ def _parse(body: Any) -> LinkRequest:
 @require_role("issuer")
 def issue() -> Any:
     """Answer the link for one email."""
-    hit("RATE_LIMIT_LINKS_PER_KEY", g.actor)
+    hit("RATE_LIMIT_LINKS_PER_KEY", *limit_identity())
     request = _parse(read_json())
     return jsonify(_answer([request])[0].to_json())
 
@@ -59,7 +61,7 @@ def issue() -> Any:
 @require_role("issuer")
 def issue_batch() -> Any:
     """Answer the links for many emails, in order; a bad item fails alone."""
-    hit("RATE_LIMIT_LINKS_PER_KEY", g.actor)
+    hit("RATE_LIMIT_LINKS_PER_KEY", *limit_identity())
     items = read_json().get("items")
     if not isinstance(items, list) or not items:
         raise ApiError(400, "invalid_request", "items: must be a list of 1 to 1000 link requests")

@@ -17,10 +17,12 @@ from service.errors import (
 from service.http import read_json, require_role
 from service.ratelimit import hit
 from service.store import Signin
+from service.tenancy import limit_identity, path_tenant, store
 from service.tokens import Claims, check_epochs, verify_token
 
 log = logging.getLogger("service")
 bp = Blueprint("verify", __name__, url_prefix="/v1/tokens")
+bp.url_value_preprocessor(lambda _endpoint, values: path_tenant(values))
 
 #: WSGI environ key where the fast path (service/fastpath.py) leaves a
 #: verification it already ran and could not answer: ``(token, exception)``.
@@ -48,8 +50,10 @@ def parse_client(value: Any) -> tuple[str | None, str | None]:
 
 
 def record_signin(user_id: str, outcome: str, ip: str | None, user_agent: str | None) -> None:
-    """Queue an entry of the sign-in log (when enabled); see service/signins.py."""
-    current_app.extensions["signin_log"].record(Signin(utcnow(), user_id, outcome, ip, user_agent))
+    """Queue an entry of this tenant's sign-in log (when enabled); see service/signins.py."""
+    current_app.extensions["signin_log"].record(
+        Signin(utcnow(), user_id, outcome, ip, user_agent), g.tenant_id
+    )
 
 
 def _count_failure(ip: str | None) -> None:
@@ -59,7 +63,7 @@ def _count_failure(ip: str | None) -> None:
     count does not turn a refusal into a 503: the token is refused either way.
     """
     try:
-        hit("RATE_LIMIT_VERIFY_FAILURES_PER_KEY", g.actor)
+        hit("RATE_LIMIT_VERIFY_FAILURES_PER_KEY", *limit_identity())
         if ip is not None:
             hit("RATE_LIMIT_VERIFY_FAILURES_PER_CLIENT", ip)
     except StoreError as e:
@@ -82,10 +86,17 @@ def verify() -> Any:
             # The fast path verified this very token and read the store: do
             # not pay for either twice (a store that timed out, twice as long).
             raise failed[1]
-        claims = verify_token(token, current_app.extensions["ring"])
-        # One store read, after the signature checked out: nothing in a
-        # forged token costs us a round trip or is believed.
-        check_epochs(claims, current_app.extensions["store"].token_state(claims.user_id))
+        tenant = store()
+        claims = verify_token(
+            token,
+            current_app.extensions["ring"],
+            tenant_id=g.tenant_id,
+            legacy_before=tenant.legacy_before,
+        )
+        # One store read, after the signature and the tenant checked out:
+        # nothing in a forged token, or another tenant's, costs us a round
+        # trip or is believed.
+        check_epochs(claims, tenant.token_state(claims.user_id))
     except TokenError as e:
         counter.labels(e.code).inc()
         # Only a genuine token's user: expired or revoked, never invalid.

@@ -82,6 +82,8 @@ class IssueState:
     settings: Settings
     #: Current epoch of each user asked for (0 for a user never revoked).
     user_epochs: Mapping[str, int]
+    #: The tenant's own portal address; ``None``: the deployment's PORTAL_BASE_URL.
+    portal_base_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -260,8 +262,13 @@ class Store(Protocol):
         """Return up to ``limit`` audit events, newest first."""
         ...
 
-    def prune(self, *, before: datetime) -> None:
-        """Drop audit and sign-in entries older than ``before``."""
+    def prune(self, *, before: datetime, tenants: Sequence[str] = ()) -> None:
+        """Drop audit and sign-in entries older than ``before``.
+
+        :param tenants: tenants whose logs were written lately; a store that
+            keeps each tenant's logs apart (Redis) prunes these and ``default``,
+            one that shares its tables (SQLite) prunes every tenant at once.
+        """
         ...
 
     def ping(self) -> None:

@@ -543,7 +543,8 @@ class RedisStore:
             users = {u: 0 if e is None else _int(e) for u, e in zip(unique, epochs, strict=True)}
         except ValueError as e:
             raise StoreDataError(f"{self._meta_key} user epochs have the wrong shape: {e}") from e
-        return IssueState(incarnation, epoch, Settings(enabled, ttl), users)
+        portal = meta.get("portal_base_url") or None
+        return IssueState(incarnation, epoch, Settings(enabled, ttl), users, portal)
 
     def settings(self) -> Settings:
         """Read the current settings."""
@@ -825,15 +826,16 @@ class RedisStore:
             for i in range(0, len(args), step):
                 self._signins_script(self._meta_keys, [self._base, *args[i : i + step]])
 
-    def prune(self, *, before: datetime) -> None:
-        """Drop this tenant's audit and sign-in entries older than ``before``."""
+    def prune(self, *, before: datetime, tenants: Sequence[str] = ()) -> None:
+        """Drop the log entries older than ``before`` of this tenant and of ``tenants``."""
         # In batches, so that one script never blocks Redis for long.
         before_ts = f"({before.timestamp()!r}"
         with self._guard:
-            for name in ("audit", "signins"):
-                args = [self._base, before_ts, lua.PRUNE_BATCH, name]
-                while self._prune_script(self._meta_keys, args) == lua.PRUNE_BATCH:
-                    pass
+            for view in [self, *(self.tenant(t) for t in tenants if t != self.tenant_id)]:
+                for name in ("audit", "signins"):
+                    args = [view._base, before_ts, lua.PRUNE_BATCH, name]
+                    while self._prune_script(view._meta_keys, args) == lua.PRUNE_BATCH:
+                        pass
             if self.tenant_id == DEFAULT_TENANT:  # the platform's log rides with default's
                 at_key = self._platform_log[2]
                 old = self.redis.zrangebyscore(at_key, "-inf", before_ts, 0, lua.PRUNE_BATCH)

@@ -509,12 +509,13 @@ class SqliteStore:
                         epochs[user_id] = epoch
             finally:
                 conn.execute("COMMIT")
-        incarnation, epoch, _, _, _, enabled, ttl, _, _ = meta
+        incarnation, epoch, _, _, _, enabled, ttl, portal, _ = meta
         return IssueState(
             incarnation=incarnation,
             epoch=epoch,
             settings=Settings(bool(enabled), ttl),
             user_epochs={u: epochs.get(u, 0) for u in unique},
+            portal_base_url=portal,
         )
 
     def settings(self) -> Settings:
@@ -856,7 +857,7 @@ class SqliteStore:
                     conn.execute(_INSERT_SIGNINS[size], tuple(chain.from_iterable(chunk)))
                     start += size
 
-    def prune(self, *, before: datetime) -> None:
+    def prune(self, *, before: datetime, tenants: Sequence[str] = ()) -> None:
         # Every tenant's old entries at once: the tables are shared, the
         # deletes use the time indexes.
         with self._write() as conn:

@@ -1,0 +1,214 @@
+"""How a call finds its tenant: the one place that decides it.
+
+Every request under ``/v1`` acts in one tenant. The API key says who calls
+(a *platform* key from ``API_KEYS``, or a *tenant* key kept in the store),
+the path may name a tenant (``/v1/tenants/{tenant_id}/...``), and
+:func:`authorize` turns both into ``g.tenant_id`` and ``g.store``, a view of
+the store acting in that tenant, in the contract's order of checks:
+
+1. no key, or an unknown one: ``401 unauthorized``;
+2. a key without the role, or a tenant key naming any tenant but its own
+   (existing or not, well-formed or not): ``403 forbidden``;
+3. a platform key naming a malformed id: ``400 invalid_request``;
+4. a tenant that does not exist: ``404 tenant_not_found``;
+5. then the body, read by the view.
+
+Views never look at tenant ids themselves: they use :func:`store`, and the
+store keys everything by the tenant it was bound to.
+
+A tenant key's text begins with its tenant (``tk.acme.<secret>``), so
+finding it costs one read of that tenant's keys, never a global index.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from flask import current_app, g, request
+
+from service.clock import utcnow
+from service.config import ApiKey
+from service.errors import ApiError
+from service.store import DEFAULT_TENANT, Store
+
+__all__ = [
+    "DEFAULT_TENANT",
+    "TENANT_ID",
+    "Caller",
+    "authorize",
+    "authenticate",
+    "limit_identity",
+    "new_tenant_key",
+    "path_tenant",
+    "portal_base_url",
+    "store",
+    "validate_tenant_id",
+]
+
+#: 1 to 63 of a-z 0-9 -, neither first nor last a dash: a DNS label.
+TENANT_ID = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+#: The start of every tenant key's text; ``.`` is in no tenant id.
+TENANT_KEY_PREFIX = "tk."
+#: How often a tenant key's ``last_used_at`` is written, per key and process.
+TOUCH_EVERY_SECONDS = 60.0
+#: The WSGI environ key where the URL's tenant waits for :func:`authorize`.
+_PATH_TENANT = "autologin.path_tenant"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who calls: a key's name and roles, and its tenant (``None``: a platform key)."""
+
+    name: str
+    roles: frozenset[str]
+    tenant_id: str | None
+
+
+def validate_tenant_id(value: Any, field: str = "tenant_id") -> str:
+    """Return ``value`` if it is a tenant id, else raise ``400 invalid_request``."""
+    if not isinstance(value, str) or not TENANT_ID.fullmatch(value):
+        raise ApiError(
+            400,
+            "invalid_request",
+            f"{field}: must be 1 to 63 of a-z 0-9 -, neither starting nor ending with -",
+        )
+    return value
+
+
+def new_tenant_key(tenant_id: str) -> str:
+    """Return the text of a new key of ``tenant_id`` (shown once, kept as a digest)."""
+    return f"{TENANT_KEY_PREFIX}{tenant_id}.{secrets.token_urlsafe(32)}"
+
+
+class _Touches:
+    """When this process last wrote each tenant key's ``last_used_at``."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.pid = os.getpid()
+        self.last: dict[tuple[str, str], float] = {}
+
+    def due(self, tenant_id: str, name: str) -> bool:
+        now = time.monotonic()
+        with self.lock:
+            if self.pid != os.getpid():
+                self.pid, self.last = os.getpid(), {}
+            if now - self.last.get((tenant_id, name), -TOUCH_EVERY_SECONDS) < TOUCH_EVERY_SECONDS:
+                return False
+            if len(self.last) > 100_000:  # thousands of tenants: never grow without end
+                self.last.clear()
+            self.last[(tenant_id, name)] = now
+            return True
+
+
+_touches = _Touches()
+
+
+def _platform_key(digest: bytes, api_keys: tuple[ApiKey, ...]) -> ApiKey | None:
+    found = None
+    # Compare against every key, in constant time each, without stopping early.
+    for key in api_keys:
+        if hmac.compare_digest(digest, key.digest):
+            found = key
+    return found
+
+
+def authenticate(header: str, api_keys: tuple[ApiKey, ...], root: Store) -> Caller | None:
+    """Return who an ``Authorization: Bearer`` header presents, if anybody.
+
+    Platform keys are held in memory; a tenant key is looked up in its
+    tenant's store by digest (a revoked key, or one of a deleted tenant, is
+    found nowhere: unknown at once on every worker and host).
+    """
+    scheme, _, presented = header.partition(" ")
+    presented = presented.strip()
+    if scheme.lower() != "bearer" or not presented:
+        return None
+    digest = hashlib.sha256(presented.encode("utf-8", "surrogateescape")).digest()
+    key = _platform_key(digest, api_keys)
+    if key is not None:
+        return Caller(key.name, key.roles, None)
+    if not presented.startswith(TENANT_KEY_PREFIX):
+        return None
+    tenant_id, dot, _ = presented[len(TENANT_KEY_PREFIX) :].partition(".")
+    if not dot or not TENANT_ID.fullmatch(tenant_id):
+        return None
+    view = root.tenant(tenant_id)
+    record = view.find_key(digest)
+    if record is None or not hmac.compare_digest(digest, record.digest):
+        return None
+    if _touches.due(tenant_id, record.name):
+        view.touch_key(record.name, utcnow())
+    return Caller(record.name, record.roles, tenant_id)
+
+
+def path_tenant(values: dict[str, Any] | None) -> None:
+    """Take the URL's ``tenant_id`` out of the view arguments (a url_value_preprocessor)."""
+    if values is not None and "tenant_id" in values:
+        request.environ[_PATH_TENANT] = values.pop("tenant_id")
+
+
+def authorize(*roles: str, platform_only: bool = False) -> Caller:
+    """Check the caller and the tenant of this request in the contract's order.
+
+    Sets ``g.caller``, ``g.actor`` (the key's name, for audit events),
+    ``g.tenant_id`` and ``g.store`` (the store acting in that tenant).
+    :param platform_only: a call of the platform's (managing tenants): no tenant key.
+    """
+    extensions = current_app.extensions
+    root: Store = extensions["store"]
+    caller = authenticate(
+        request.headers.get("Authorization", ""), extensions["deployment"].api_keys, root
+    )
+    if caller is None:
+        raise ApiError(
+            401,
+            "unauthorized",
+            "send a known API key as Authorization: Bearer <key>",
+            headers={"WWW-Authenticate": 'Bearer realm="autologin"'},
+        )
+    if not caller.roles.intersection(roles):
+        raise ApiError(403, "forbidden", f"this API key lacks the role {' or '.join(roles)}")
+    named = request.environ.get(_PATH_TENANT)
+    if caller.tenant_id is not None:
+        if platform_only:
+            raise ApiError(403, "forbidden", "only a platform key may manage tenants")
+        if named is not None and named != caller.tenant_id:
+            # The same answer whether that tenant exists or not: a tenant
+            # learns nothing about the others.
+            raise ApiError(403, "forbidden", "this API key acts in its own tenant only")
+        tenant_id = caller.tenant_id
+    elif named is not None:
+        tenant_id = validate_tenant_id(named)
+        if tenant_id != DEFAULT_TENANT:
+            root.get_tenant(tenant_id)  # raises TenantNotFoundError: 404 before the body
+    else:
+        tenant_id = DEFAULT_TENANT
+    g.caller, g.actor, g.tenant_id = caller, caller.name, tenant_id
+    g.store = root if tenant_id == DEFAULT_TENANT else root.tenant(tenant_id)
+    return caller
+
+
+def store() -> Store:
+    """Return the store acting in this request's tenant (after :func:`authorize`)."""
+    return g.store
+
+
+def limit_identity() -> tuple[str, str]:
+    """Return what rate limits count this request by: its tenant and its key."""
+    caller: Caller = g.caller
+    kind = "platform" if caller.tenant_id is None else "tenant"
+    return g.tenant_id, f"{kind}:{caller.name}"
+
+
+def portal_base_url(configured: str | None) -> str:
+    """Return a tenant's portal address: its own, else the deployment's ``PORTAL_BASE_URL``."""
+    return configured or current_app.extensions["deployment"].portal_base_url

@@ -1,0 +1,176 @@
+"""Managing tenants and their API keys: the checks, the changes, the answers, the reaper.
+
+Shared by the platform API (``/v1/admin/tenants``), the keys API and the
+admin console, the way :mod:`service.admin` is for settings and epochs: no
+Flask request handling here, only the store and plain values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import threading
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from service.clock import isoformat
+from service.config import ROLES, check_portal_base_url
+from service.errors import ApiError, ConfigError, StoreError
+from service.store import DEFAULT_TENANT, KeyRecord, Store, TenantInfo
+from service.tenancy import new_tenant_key, validate_tenant_id
+
+__all__ = [
+    "KEY_NAME",
+    "MAX_TENANTS_PAGE",
+    "Reaper",
+    "create_key",
+    "key_json",
+    "tenant_json",
+    "validate_key_name",
+    "validate_portal",
+    "validate_roles",
+]
+
+log = logging.getLogger("service.tenants")
+
+#: Names of tenant API keys.
+KEY_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+#: The most tenants one page lists.
+MAX_TENANTS_PAGE = 500
+#: Rows or keys of a deleted tenant the reaper removes per step, and its pause
+#: between steps: other tenants' calls pass between any two.
+REAP_BUDGET = 500
+REAP_PAUSE_SECONDS = 0.01
+
+
+def _invalid(detail: str) -> ApiError:
+    return ApiError(400, "invalid_request", detail)
+
+
+def validate_portal(value: Any, *, development: bool) -> str:
+    """Return a tenant's portal address, or raise ``400 invalid_request`` saying why."""
+    try:
+        return check_portal_base_url(value, development)
+    except ConfigError as e:
+        detail = str(e).replace("PORTAL_BASE_URL", "portal_base_url")
+        raise _invalid(detail.split(" (in $SERVICE_CONFIG")[0]) from None
+
+
+def validate_key_name(value: Any) -> str:
+    """Return a key name (1 to 64 of ``A-Z a-z 0-9 . _ -``), or raise ``invalid_request``."""
+    if not isinstance(value, str) or not KEY_NAME.fullmatch(value):
+        raise _invalid("name: must be 1 to 64 of A-Z a-z 0-9 . _ -")
+    return value
+
+
+def validate_roles(value: Any) -> frozenset[str]:
+    """Return a non-empty set of known roles, or raise ``invalid_request``."""
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(r, str) and r in ROLES for r in value)
+    ):
+        raise _invalid(f"roles: must be a non-empty list of {', '.join(sorted(ROLES))}")
+    return frozenset(value)
+
+
+def tenant_json(info: TenantInfo, *, deployment_portal: str, max_ttl: int) -> dict[str, Any]:
+    """Return the contract's JSON shape of one tenant."""
+    return {
+        "tenant_id": info.tenant_id,
+        "portal_base_url": info.portal_base_url or deployment_portal,
+        "created_at": isoformat(info.created_at),
+        "auto_login_enabled": info.settings.auto_login_enabled,
+        "token_ttl_seconds": info.settings.ttl_within(max_ttl),
+    }
+
+
+def key_json(record: KeyRecord) -> dict[str, Any]:
+    """Return a key as listed: never the key or its digest."""
+    return {
+        "name": record.name,
+        "roles": sorted(record.roles),
+        "created_at": isoformat(record.created_at),
+        "last_used_at": isoformat(record.last_used_at) if record.last_used_at else None,
+    }
+
+
+def create_key(
+    store: Store, body: Mapping[str, Any], *, actor: str, reason: str, now: datetime
+) -> dict[str, Any]:
+    """Make a key of ``store``'s tenant; return it with its text, shown this once."""
+    name = validate_key_name(body.get("name"))
+    roles = validate_roles(body.get("roles"))
+    text = new_tenant_key(store.tenant_id)
+    digest = hashlib.sha256(text.encode()).digest()
+    record = store.create_key(name, digest, roles, actor=actor, reason=reason, now=now)
+    answer = key_json(record)
+    del answer["last_used_at"]
+    answer["key"] = text
+    return answer
+
+
+def validate_new_tenant_id(value: Any) -> str:
+    """Return the id of a tenant to create, or raise ``invalid_request``."""
+    return validate_tenant_id(value)
+
+
+def refuse_default(tenant_id: str, what: str) -> None:
+    """Raise ``400 invalid_request`` for ``default``, which cannot be ``what``."""
+    if tenant_id == DEFAULT_TENANT:
+        raise _invalid(f"tenant_id: the tenant {DEFAULT_TENANT!r} cannot be {what}")
+
+
+class Reaper:
+    """Removes deleted tenants' data in the background, a bounded step at a time.
+
+    One thread per process at most, started when a tenant is deleted and at
+    a process's first request (so a deletion interrupted by a restart goes
+    on); it ends when nothing is left. Every worker may run one: each step is
+    safe to repeat, and never touches a live tenant.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+        self._closed = threading.Event()
+
+    def kick(self) -> None:
+        """Start the reaper thread unless it runs already."""
+        with self._lock:
+            if self._closed.is_set():
+                return
+            if self._pid != os.getpid():  # forked: the parent's thread is not ours
+                self._thread, self._pid = None, os.getpid()
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._thread = threading.Thread(target=self._run, name="tenant-reaper", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        failures = 0
+        while not self._closed.is_set():
+            try:
+                more = self.store.reap(budget=REAP_BUDGET)
+            except StoreError as e:
+                failures += 1
+                log.warning("tenant reaper: %s", e)
+                if failures >= 5:
+                    return  # the next kick tries again
+                self._closed.wait(1.0)
+                continue
+            if not more:
+                return
+            self._closed.wait(REAP_PAUSE_SECONDS)
+
+    def close(self) -> None:
+        """Stop the thread (at the end of its step) before the store closes."""
+        self._closed.set()
+        thread = self._thread
+        if thread is not None and thread.is_alive() and self._pid == os.getpid():
+            thread.join(timeout=10)
