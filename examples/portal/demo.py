@@ -1,14 +1,22 @@
-"""``make demo``: the service and the example portal, and an email whose link works.
+"""``make demo``: one service, one portal, two tenants, and an email of each whose link works.
 
-1. Generates throwaway demo keys (signing key, admin/issuer/portal API keys)
-   into a temporary folder, with a service config naming only their digests.
+1. Generates throwaway demo keys (signing key, platform admin/issuer/portal
+   API keys) into a temporary folder, with a service config naming only their
+   digests.
 2. Starts the service (development, SQLite, gunicorn on 127.0.0.1:8000) with
-   that config, and the portal on 127.0.0.1:8080.
-3. Switches auto-login on through the admin API.
-4. Prints a rendered ticket email for user 42 (one recipient: a link with a
-   token) and the link the same email gets with a Cc (plain).
+   that config, and the portal on port 8080 serving two tenants by host name:
+   ``acme.localhost`` and ``globex.localhost`` (browsers resolve every
+   ``*.localhost`` name to this machine; this script sends the ``Host`` header
+   to 127.0.0.1 itself, since the system resolver may not).
+3. With the platform admin key: creates tenants ``acme`` and ``globex``, each
+   with its portal address, makes each its own issuer key (a tenant key), and
+   switches auto-login on in each.
+4. Prints a rendered ticket email of each tenant for its user 42 (two people:
+   Alice of acme, Gloria of globex), checks that each link signs in on its own
+   host, and that acme's link pasted on globex's host is refused.
 
-Ctrl-C stops both servers and deletes the folder.
+The API keys go into a file of the demo folder (``source`` it), not onto the
+screen. Ctrl-C stops both servers and deletes the folder.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -29,7 +38,7 @@ from pathlib import Path
 import requests
 
 from service.client import LinkClient
-from service.emails import describe, render_ticket_update
+from service.emails import RenderedEmail, describe, render_ticket_update
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,7 +46,18 @@ HOST = "127.0.0.1"
 SERVICE_PORT = int(os.environ.get("DEMO_SERVICE_PORT", "8000"))
 PORTAL_PORT = int(os.environ.get("DEMO_PORTAL_PORT", "8080"))
 SERVICE = f"http://{HOST}:{SERVICE_PORT}"
+#: The default tenant's portal: the deployment's PORTAL_BASE_URL.
 PORTAL = f"http://{HOST}:{PORTAL_PORT}"
+#: The demo's tenants: their user 42 and the host name of their portal.
+TENANTS = {
+    "acme": {"email": "alice@acme.example.com", "host": "acme.localhost"},
+    "globex": {"email": "gloria@globex.example.com", "host": "globex.localhost"},
+}
+
+
+def portal_of(tenant: str) -> str:
+    """Return the portal address of a demo tenant (its ``portal_base_url``)."""
+    return f"http://{TENANTS[tenant]['host']}:{PORTAL_PORT}"
 
 
 def _port_free(port: int) -> bool:
@@ -82,6 +102,74 @@ def _write_config(folder: Path) -> dict[str, str]:
         f"API_KEYS = {{{api_keys}}}\n"
     )
     return keys
+
+
+def _call(method: str, path: str, key: str, body: dict[str, object]) -> dict[str, object]:
+    """Call the service's API; stop the demo with the problem document if it refuses."""
+    response = requests.request(
+        method, SERVICE + path, json=body, headers={"Authorization": f"Bearer {key}"}, timeout=5
+    )
+    if not response.ok:
+        # A problem document: its code and detail, never the key.
+        raise SystemExit(f"demo: {method} {path} answered {response.status_code} {response.text}")
+    return response.json()
+
+
+def _set_up_tenant(tenant: str, admin_key: str) -> str:
+    """Create ``tenant`` with its portal, switch auto-login on; return its new issuer key."""
+    _call(
+        "POST",
+        "/v1/admin/tenants",
+        admin_key,
+        {"tenant_id": tenant, "portal_base_url": portal_of(tenant), "reason": "make demo"},
+    )
+    made = _call(
+        "POST",
+        f"/v1/tenants/{tenant}/admin/keys",
+        admin_key,
+        {"name": f"{tenant}-mail", "roles": ["issuer"], "reason": "make demo: the mail system"},
+    )
+    _call("PATCH", f"/v1/tenants/{tenant}/admin/settings", admin_key, {"auto_login_enabled": True})
+    return str(made["key"])
+
+
+def _open(url: str, host: str) -> requests.Response:
+    """GET ``url`` of the portal as a browser on ``host`` would, following its redirects.
+
+    The request goes to 127.0.0.1 with ``Host: <host>:<port>``, so the name
+    need not resolve here; a fresh session keeps that browser's cookies.
+    """
+    path = url.split(f":{PORTAL_PORT}", 1)[1]
+    with requests.Session() as browser:
+        for _ in range(5):
+            response = browser.get(
+                f"http://{HOST}:{PORTAL_PORT}{path}",
+                headers={"Host": f"{host}:{PORTAL_PORT}"},
+                allow_redirects=False,
+                timeout=5,
+            )
+            if response.status_code not in (301, 302, 303, 307, 308):
+                return response
+            path = response.headers["Location"]
+    raise SystemExit(f"demo: too many redirects on {host}")
+
+
+def _signed_in_as(response: requests.Response) -> str:
+    match = re.search(r'id="signed-in">Signed in as <strong>([^<]+)</strong>', response.text)
+    return match.group(1) if match else "nobody"
+
+
+def _message(response: requests.Response) -> str:
+    match = re.search(r'<ul class="messages"[^>]*>\s*<li[^>]*>([^<]+)</li>', response.text)
+    return match.group(1) if match else ""
+
+
+def _write_keys(folder: Path, keys: dict[str, str]) -> Path:
+    """Write the demo's API keys as shell exports, readable by this user only."""
+    path = folder / "keys.env"
+    path.touch(mode=0o600)
+    path.write_text("".join(f"export {name}={key}\n" for name, key in keys.items()))
+    return path
 
 
 def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -129,7 +217,11 @@ def main() -> int:
         portal_env = {
             **env,
             "AUTOLOGIN_SERVICE_URL": SERVICE,
+            # One platform key with the portal role verifies in every tenant.
             "AUTOLOGIN_PORTAL_KEY": keys["portal"],
+            "AUTOLOGIN_TENANT_HOSTS": ",".join(
+                [f"{t['host']}={tenant}" for tenant, t in TENANTS.items()] + [f"{HOST}=default"]
+            ),
             "PORTAL_SECRET_KEY": secrets.token_hex(32),
             "PYTHONUNBUFFERED": "1",
         }
@@ -147,59 +239,99 @@ def main() -> int:
         )
         _wait(PORTAL + "/login", processes[1], portal_log)
 
-        admin = {"Authorization": f"Bearer {keys['admin']}"}
-        response = requests.patch(
-            SERVICE + "/v1/admin/settings",
-            json={"auto_login_enabled": True},
-            headers=admin,
-            timeout=5,
-        )
-        response.raise_for_status()
+        issuer_keys = {tenant: _set_up_tenant(tenant, keys["admin"]) for tenant in TENANTS}
+        emails: dict[str, RenderedEmail] = {}
+        for tenant, user in TENANTS.items():
+            # Each tenant's mail system: its own issuer key and portal address.
+            with LinkClient(
+                SERVICE, issuer_keys[tenant], tenant=tenant, portal_base_url=portal_of(tenant)
+            ) as client:
+                emails[tenant] = render_ticket_update(
+                    client,
+                    user_id="42",
+                    email=user["email"],
+                    to=[user["email"]],
+                    target="/tickets/1234",
+                )
+        with LinkClient(
+            SERVICE, issuer_keys["acme"], tenant="acme", portal_base_url=portal_of("acme")
+        ) as client:
+            cc = render_ticket_update(
+                client,
+                user_id="42",
+                email=TENANTS["acme"]["email"],
+                to=[TENANTS["acme"]["email"]],
+                cc=["bob@acme.example.com"],
+                target="/tickets/1234",
+            )
 
-        with LinkClient(SERVICE, keys["issuer"], portal_base_url=PORTAL) as client:
-            one = render_ticket_update(
-                client,
-                user_id="42",
-                email="alice@example.com",
-                to=["alice@example.com"],
-                target="/tickets/1234",
-            )
-            two = render_ticket_update(
-                client,
-                user_id="42",
-                email="alice@example.com",
-                to=["alice@example.com"],
-                cc=["bob@example.com"],
-                target="/tickets/1234",
-            )
         rule = "=" * 78
-        print(f"\n{rule}\nThe ticket email to alice@example.com alone:\n{rule}")
-        print(one.message.as_string())
-        print(f"{rule}\nThe link: {describe(one.link)}\n  {one.link.url}\n")
-        print(f"The same email with Cc bob@example.com gets a {describe(two.link)}:")
-        print(f"  {two.link.url}\n{rule}")
+        for tenant, rendered in emails.items():
+            print(f"\n{rule}\nTenant {tenant}: the ticket email to {TENANTS[tenant]['email']}")
+            print(f"{rule}\n{rendered.message.as_string()}")
+        print(rule)
+        for tenant, rendered in emails.items():
+            print(f"{tenant}'s link: {describe(rendered.link)}\n  {rendered.link.url}")
+        print(f"acme's email with Cc bob@acme.example.com gets a {describe(cc.link)}:")
+        print(f"  {cc.link.url}\n{rule}")
+
+        # Check each link where it belongs, and acme's where it does not.
+        checks = [
+            ("acme", "acme.localhost", "Alice Acme"),
+            ("globex", "globex.localhost", "Gloria Globex"),
+            ("acme", "globex.localhost", "nobody"),
+        ]
+        failed = False
+        for tenant, host, expected in checks:
+            page = _open(emails[tenant].link.url, host)
+            who = _signed_in_as(page)
+            said = _message(page)
+            print(
+                f"checked: {tenant}'s link opened on {host}: signed in as {who}"
+                + (f' ("{said}")' if said else "")
+            )
+            failed |= who != expected
+        if failed:
+            print("demo: a link did not do what it should (see above and the logs)")
+
+        key_file = _write_keys(
+            folder,
+            {
+                "ADMIN": keys["admin"],
+                "ISSUER": keys["issuer"],
+                "PORTAL": keys["portal"],
+                "ACME_ISSUER": issuer_keys["acme"],
+                "GLOBEX_ISSUER": issuer_keys["globex"],
+            },
+        )
         print(
             f"""
-Open the first link in a browser: you land signed in on ticket 1234, and the
-token is gone from the address bar. The demo keys (throwaway, for this run only):
+Open each link in Chromium or Firefox (they resolve *.localhost to this machine):
+you land signed in on ticket 1234 of that tenant's helpdesk, and the token is
+gone from the address bar. Paste acme's link on globex.localhost instead: the
+portal asks globex's tenant, which refuses it ("This sign-in link is not
+valid"). Password sign-in: 42 / alice (acme), 42 / gloria (globex).
 
-  export ADMIN={keys["admin"]}
-  export ISSUER={keys["issuer"]}
-  export PORTAL={keys["portal"]}
+The demo keys (throwaway, for this run only) are in a file, not on screen:
 
-Void every link, then open the same link in a private window: the portal asks
-you to sign in ("expired or revoked"). Password sign-in: 42 / alice.
+  source {key_file}
 
-  curl -s {SERVICE}/v1/admin/epoch/bump -H "Authorization: Bearer $ADMIN" \\
+Void every link of acme, and only acme's (globex's link still works):
+
+  curl -s {SERVICE}/v1/tenants/acme/admin/epoch/bump -H "Authorization: Bearer $ADMIN" \\
        -H 'Content-Type: application/json' -d '{{"reason": "demo"}}'
 
 Render more emails (the key comes from the environment, never the command line):
 
-  AUTOLOGIN_ISSUER_KEY=$ISSUER .venv/bin/python -m service.emails --user 42 \\
-      --email alice@example.com --to alice@example.com --target /tickets/1235
+  AUTOLOGIN_ISSUER_KEY=$GLOBEX_ISSUER .venv/bin/python -m service.emails \\
+      --tenant globex --portal-url {portal_of("globex")} --user 42 \\
+      --email {TENANTS["globex"]["email"]} --to {TENANTS["globex"]["email"]} \\
+      --target /tickets/1235
 
+Without a browser: curl -si --resolve acme.localhost:{PORTAL_PORT}:{HOST} '<acme's link>'
+The default tenant's portal is {PORTAL} (the platform keys $ISSUER and $PORTAL).
 Logs: {service_log} and {portal_log}
-Service {SERVICE}, portal {PORTAL}. Ctrl-C stops both.
+Service {SERVICE}, portal {portal_of("acme")} and {portal_of("globex")}. Ctrl-C stops both.
 """,
             flush=True,
         )
