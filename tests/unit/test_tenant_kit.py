@@ -2,6 +2,7 @@
 
 The service here is the canned fake (tests/support/service_thread.py): these
 tests check what each piece sends where, and what it does with each answer.
+tests/unit/test_tenant_stack.py runs the same pieces against the real service.
 """
 
 from __future__ import annotations
@@ -359,8 +360,8 @@ def test_each_host_verifies_in_its_own_tenant(hosts_portal, canned):
 
 
 def test_a_link_of_acme_opened_on_globexs_host_is_sent_to_globex_and_refused(hosts_portal, canned):
-    # The token names acme (the service checks that); the portal sends it
-    # where it arrived, to globex, which refuses it.
+    # The token names acme; the portal sends it where it arrived, to globex,
+    # which refuses it (test_tenant_stack.py, with the real service).
     canned.answer(401, {"status": 401, "code": "token_invalid"})
     response = hosts_portal.get(f"{GLOBEX}/tickets/1234?auto_login=acmes-t0ken&tab=notes")
     assert (response.status_code, response.headers["Location"]) == (303, "/tickets/1234?tab=notes")
