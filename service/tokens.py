@@ -51,15 +51,17 @@ __all__ = [
     "verify_token",
 ]
 
-#: The purpose claim: a token minted by the same keys for anything else is
-#: not a login link (it does the job of itsdangerous' salt). Since tenants,
-#: each tenant's tokens have a purpose of their own, ``pl.`` and a digest of
-#: the tenant id (:func:`tenant_claim`): a token of one tenant is minted for
-#: another purpose as far as every other tenant is concerned. (A separate
-#: claim would not fit the contract's 512 characters.)
-PURPOSE = "pl."
-#: The purpose of tokens issued before tenants (``default``'s, see :func:`check_tenant`).
+#: The purpose claim of tokens issued before tenants (``default``'s, see
+#: :func:`check_tenant`): a token minted by the same keys for anything else
+#: is not a login link (it does the job of itsdangerous' salt). Since
+#: tenants, each tenant's tokens have a purpose of their own, a 12-character
+#: digest of the tenant id (:func:`tenant_claim`), as long as this one: a
+#: token of one tenant is minted for another purpose as far as every other
+#: tenant is concerned, and tokens are no longer than before, so every
+#: deployment that started before starts again.
 LEGACY_PURPOSE = "portal-login"
+#: The length of a tenant's purpose claim.
+TENANT_CLAIM_CHARS = 12
 #: Every claim is required on decode; a token missing any one is invalid.
 REQUIRED_CLAIMS = ("iss", "aud", "sub", "iat", "exp", "jti", "pur", "sid", "ep", "uep", "tgt")
 #: A longer input is refused before it is parsed.
@@ -151,13 +153,13 @@ class Claims(NamedTuple):
 
 @cache
 def tenant_claim(tenant_id: str) -> str:
-    """Return the digest of ``tenant_id`` its tokens carry: 16 base64url characters of SHA-256.
+    """Return the purpose claim of ``tenant_id``'s tokens: 12 base64url characters of SHA-256.
 
     A digest rather than the id, so that a token stays within the contract's
-    512 characters whatever the id's length (up to 63); 96 bits, so that no
-    two tenants share one by chance.
+    512 characters whatever the id's length (up to 63); 72 bits, so that no
+    two of even millions of tenants share one by chance.
     """
-    return base64url_encode(hashlib.sha256(tenant_id.encode()).digest()[:12]).decode("ascii")
+    return base64url_encode(hashlib.sha256(tenant_id.encode()).digest()[:9]).decode("ascii")
 
 
 def longest_token(ring: KeyRing) -> int:
@@ -216,7 +218,7 @@ def issue_token(
         "iat": claims.issued_at,
         "exp": claims.expires_at,
         "jti": claims.token_id,
-        "pur": PURPOSE + claims.tenant,
+        "pur": claims.tenant,
         "sid": claims.incarnation,
         "ep": claims.epoch,
         "uep": claims.user_epoch,
@@ -302,8 +304,8 @@ def _claims(payload: Mapping[str, Any], kid: str, ring: KeyRing) -> Claims:
     pur = payload["pur"]
     if pur == LEGACY_PURPOSE:
         tenant = None
-    elif type(pur) is str and len(pur) == len(PURPOSE) + 16 and pur.startswith(PURPOSE):
-        tenant = pur[len(PURPOSE) :]
+    elif type(pur) is str and len(pur) == TENANT_CLAIM_CHARS:
+        tenant = pur
     else:
         raise MalformedTokenError("token minted for another purpose")
     sub, iat, exp = payload["sub"], payload["iat"], payload["exp"]
@@ -404,6 +406,10 @@ def verify_token(
             tenant=claims.tenant,
         )
     return claims
+
+
+#: The purpose claim of the ``default`` tenant's tokens.
+PURPOSE = tenant_claim("default")
 
 
 def check_tenant(claims: Claims, tenant_id: str, legacy_before: float | None) -> None:

@@ -6,13 +6,15 @@ from datetime import timedelta
 
 import pytest
 
-from tests.conftest import auth
+from tests.conftest import PORTAL, auth
 
 ADMIN = auth("admin-key")
 DEFAULTS = {
     "auto_login_enabled": False,
     "token_ttl_seconds": 259200,
     "max_token_ttl_seconds": 604800,
+    # The tenant's portal address, read-only: default's is the deployment's.
+    "portal_base_url": PORTAL,
 }
 T0_ISO = "2026-11-25T10:00:00Z"
 
