@@ -29,6 +29,7 @@ from tests.e2e.test_gunicorn_e2e import (
     verify,
 )
 from tests.support.gunicorn_server import ROOT, GunicornServer
+from tests.support.redis_keys import meta
 from tests.support.redis_server import RedisServer
 
 #: Generous bound for "answers, does not hang": the Redis timeouts are 0.5 s.
@@ -164,8 +165,8 @@ def test_data_of_the_wrong_shape_fails_closed_and_is_logged(redis_server, launch
     token = issue(server, "shape")
     raw = redis_server.client()
     try:
-        raw.delete(f"{launch.prefix}meta")
-        raw.set(f"{launch.prefix}meta", "x")
+        raw.delete(meta(launch.prefix))
+        raw.set(meta(launch.prefix), "x")
 
         assert verify_all(server, [token], times=4) == {(503, "store_unavailable")}
         assert_store_unavailable(call(server, "POST", "/v1/links", ISSUER, LINK))
@@ -173,7 +174,7 @@ def test_data_of_the_wrong_shape_fails_closed_and_is_logged(redis_server, launch
         assert "store holds data of the wrong shape" in server.log()
 
         # Once the foreign value is gone the store starts over: a new incarnation.
-        raw.delete(f"{launch.prefix}meta")
+        raw.delete(meta(launch.prefix))
     finally:
         raw.close()
     assert verify(server, token) == (401, "token_revoked")
@@ -224,7 +225,11 @@ def test_settings_changed_on_one_host_are_used_by_the_other(hosts):
     changes = {"auto_login_enabled": True, "token_ttl_seconds": 7200}
     assert call(a, "PATCH", "/v1/admin/settings", ADMIN, changes).status_code == 200
 
-    assert get_json(b, "/v1/admin/settings") == {**changes, "max_token_ttl_seconds": 604800}
+    assert get_json(b, "/v1/admin/settings") == {
+        **changes,
+        "max_token_ttl_seconds": 604800,
+        "portal_base_url": "https://portal.example.com",
+    }
     token = issue(b, "ttl")
     assert claims(token)["exp"] - claims(token)["iat"] == 7200
 
