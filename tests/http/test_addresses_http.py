@@ -10,7 +10,6 @@ list and a batch item.
 from __future__ import annotations
 
 import json
-import re
 
 import pytest
 
@@ -64,14 +63,10 @@ def _issue(client, email: str, recipient: str, field: str = "to"):
 
 @pytest.mark.parametrize(("address", "valid"), ADDRESSES, ids=IDS)
 def test_the_document_says_what_the_service_does(address, valid):
-    email = openapi_document()["components"]["schemas"]["Email"]
-    # JSON Schema reads patterns as ECMA 262, where a closing $ is the end of the
-    # string; Python's $ also matches before a final newline, so spell it \Z here.
-    ecma = re.compile(email["pattern"].removesuffix("$") + r"\Z")
-    assert (len(address) <= email["maxLength"] and bool(ecma.search(address))) == valid
-    if not address.endswith("\n"):
-        schema = validator(openapi_document(), "#/components/schemas/Email")
-        assert schema.is_valid(address) == valid
+    # validator() reads the pattern as JSON Schema does (ECMA 262: a closing
+    # $ is the end of the string, so a final newline is refused too).
+    schema = validator(openapi_document(), "#/components/schemas/Email")
+    assert schema.is_valid(address) == valid
 
 
 @pytest.mark.parametrize(("address", "valid"), ADDRESSES, ids=IDS)

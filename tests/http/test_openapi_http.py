@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 import pytest
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, ValidationError, validators
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
@@ -62,12 +62,33 @@ def all_refs(node: Any):
             yield from all_refs(value)
 
 
+def ecma_end(pattern: str) -> str:
+    r"""``pattern`` with its closing ``$`` spelled ``\Z``.
+
+    JSON Schema reads patterns as ECMA 262, where ``$`` (no multiline flag) is
+    the end of the string; Python's ``$`` also matches before a final newline,
+    so ``"a@example.com\n"`` would pass for a valid address.
+    """
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        return pattern[:-1] + r"\Z"
+    return pattern
+
+
+def _ecma_pattern(checker, pattern, instance, schema):
+    if checker.is_type(instance, "string") and not re.search(ecma_end(pattern), instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+#: Draft 2020-12 with patterns read as ECMA 262 reads them (their closing $).
+EcmaValidator = validators.extend(Draft202012Validator, {"pattern": _ecma_pattern})
+
+
 def validator(doc: dict[str, Any], ref: str) -> Draft202012Validator:
     """A 2020-12 validator of the schema at ``ref``, resolving refs inside the document."""
     registry = Registry().with_resource(
         DOC_URI, Resource.from_contents(doc, default_specification=DRAFT202012)
     )
-    return Draft202012Validator(
+    return EcmaValidator(
         {"$ref": DOC_URI + ref},
         registry=registry,
         format_checker=Draft202012Validator.FORMAT_CHECKER,
@@ -80,6 +101,9 @@ def check_answer(doc: dict[str, Any], response, path: str, method: str) -> None:
     responses = doc["paths"][path][method]["responses"]
     assert status in responses, f"{method.upper()} {path}: {status} is not documented"
     documented = deref(doc, responses[status])
+    if "content" not in documented:
+        assert not response.get_data(), f"{method.upper()} {path} {status}: a body"
+        return
     media = response.mimetype
     assert media in documented["content"], f"{method.upper()} {path} {status}: {media}"
     for name, header in documented.get("headers", {}).items():
@@ -178,7 +202,7 @@ _OPERATION = {
                 "additionalProperties": {"type": "array", "items": {"type": "string"}},
             },
         },
-        "parameters": {"type": "array", "items": {"$ref": "#/$defs/parameter"}},
+        "parameters": {"type": "array", "items": {"$ref": "#/$defs/parameterOrRef"}},
         "requestBody": {
             "type": "object",
             "required": ["content"],
@@ -224,6 +248,10 @@ OPENAPI_SUBSET = {
             "type": "object",
             "properties": {
                 "schemas": {"type": "object", "additionalProperties": {"type": "object"}},
+                "parameters": {
+                    "type": "object",
+                    "additionalProperties": {"$ref": "#/$defs/parameter"},
+                },
                 "responses": {
                     "type": "object",
                     "additionalProperties": {"$ref": "#/$defs/response"},
@@ -257,6 +285,12 @@ OPENAPI_SUBSET = {
             },
             "if": {"properties": {"in": {"const": "path"}}},
             "then": {"required": ["required"], "properties": {"required": {"const": True}}},
+        },
+        "parameterOrRef": {
+            "oneOf": [
+                {"type": "object", "required": ["$ref"], "maxProperties": 1},
+                {"$ref": "#/$defs/parameter"},
+            ]
         },
         "content": {
             "type": "object",
@@ -298,7 +332,8 @@ def test_structure_is_openapi_3_1(doc):
     assert len(ids) == len(set(ids))
     for path, method, op in operations(doc):
         templated = set(re.findall(r"{([^}]+)}", path))
-        declared = {p["name"] for p in op.get("parameters", []) if p["in"] == "path"}
+        parameters = [deref(doc, p) for p in op.get("parameters", [])]
+        declared = {p["name"] for p in parameters if p["in"] == "path"}
         assert templated == declared, f"{method} {path}"
 
 
@@ -307,7 +342,7 @@ def test_every_schema_is_a_valid_2020_12_schema(doc):
         Draft202012Validator.check_schema(schema)
     for path, method, op in operations(doc):
         for parameter in op.get("parameters", []):
-            Draft202012Validator.check_schema(parameter["schema"])
+            Draft202012Validator.check_schema(deref(doc, parameter)["schema"])
         for response in op["responses"].values():
             for media in deref(doc, response).get("content", {}).values():
                 Draft202012Validator.check_schema(media["schema"])
@@ -323,9 +358,18 @@ def test_document_is_pretty_printed(project_root):
 # -- the document against the service -----------------------------------------
 
 
+#: A value for each path parameter: names that exist (or, for a key, that need not).
+PATH_VALUES = {"{user_id}": "42", "{tenant_id}": "default", "{name}": "no-such-key"}
+
+
+def _url(path: str) -> str:
+    for name, value in PATH_VALUES.items():
+        path = path.replace(name, value)
+    return path
+
+
 def _call(client, path: str, method: str, headers: dict[str, str]):
-    url = path.replace("{user_id}", "42")
-    return client.open(url, method=method.upper(), headers=headers)
+    return client.open(_url(path), method=method.upper(), headers=headers)
 
 
 def test_roles_are_what_the_service_enforces(client, doc):
@@ -422,6 +466,180 @@ def test_answers_match_the_document(client, doc, links):
 
     for path in ("/healthz", "/readyz", "/metrics", "/openapi.json"):
         check_answer(doc, client.get(path), path, "get")
+
+
+# -- tenants -----------------------------------------------------------------
+
+TWIN = "/v1/tenants/{tenant_id}"
+PLATFORM = ("/v1/tenants/", "/v1/admin/tenants", "/v1/admin/platform/")
+
+
+def codes(doc: dict[str, Any], response: dict[str, Any]) -> list[str]:
+    """The problem codes a documented response lists."""
+    schema = deref(doc, response)["content"]["application/problem+json"]["schema"]
+    return schema["allOf"][1]["properties"]["code"]["enum"]
+
+
+def test_every_tenant_scoped_call_has_its_twin(doc):
+    """A twin is its call plus the tenant_id parameter, 400 invalid_request and 404."""
+    twins = {p for p in doc["paths"] if p.startswith(TWIN + "/")}
+    scoped = {p for p in doc["paths"] if p.startswith("/v1/") and not p.startswith(PLATFORM)}
+    assert {"/v1" + t[len(TWIN) :] for t in twins} == scoped
+    for twin in twins:
+        path = "/v1" + twin[len(TWIN) :]
+        assert doc["paths"][twin].keys() == doc["paths"][path].keys(), twin
+        for method, op in doc["paths"][path].items():
+            copy = doc["paths"][twin][method]
+            assert copy["operationId"] == op["operationId"] + "InTenant"
+            for key in ("tags", "security", "x-roles", "requestBody"):
+                assert copy.get(key) == op.get(key), f"{method} {twin}: {key}"
+            assert copy["parameters"][0] == {"$ref": "#/components/parameters/TenantId"}
+            assert copy["parameters"][1:] == op.get("parameters", [])
+            assert copy["responses"].keys() == op["responses"].keys() | {"400"}, twin
+            for status, response in op["responses"].items():
+                if status == "400":
+                    assert set(codes(doc, response)) <= set(codes(doc, copy["responses"][status]))
+                elif status != "404":
+                    assert copy["responses"][status] == response, f"{method} {twin} {status}"
+            assert "invalid_request" in codes(doc, copy["responses"]["400"])
+            assert "tenant_not_found" in codes(doc, copy["responses"]["404"])
+
+
+def _tenant_key(client, doc, tenant: str, roles: list[str]) -> str:
+    made = client.post(
+        f"/v1/tenants/{tenant}/admin/keys",
+        json={"name": f"{tenant}-key", "roles": roles, "reason": "test"},
+        headers=auth("admin-key"),
+    )
+    check_answer(doc, made, TWIN + "/admin/keys", "post")
+    assert made.json["key"].startswith(f"tk.{tenant}.")
+    return made.json["key"]
+
+
+def test_tenant_answers_match_the_document(client, doc):
+    admin = auth("admin-key")
+    acme = {"tenant_id": "acme", "portal_base_url": "https://acme.example.com", "reason": "t"}
+
+    def check(response, path: str, method: str, status: int):
+        assert response.status_code == status, response.get_data(as_text=True)
+        check_answer(doc, response, path, method)
+        return response
+
+    tenants = "/v1/admin/tenants"
+    check(client.post(tenants, json=acme, headers=admin), tenants, "post", 201)
+    check(client.post(tenants, json=acme, headers=admin), tenants, "post", 409)
+    check(
+        client.post(tenants, json={**acme, "tenant_id": "Acme"}, headers=admin),
+        tenants,
+        "post",
+        400,
+    )
+    first = check(client.get(f"{tenants}?limit=1", headers=admin), tenants, "get", 200)
+    assert [t["tenant_id"] for t in first.json["tenants"]] == ["acme"]
+    assert first.json["next"] == "acme"
+    last = check(client.get(f"{tenants}?after=acme", headers=admin), tenants, "get", 200)
+    assert ([t["tenant_id"] for t in last.json["tenants"]], last.json["next"]) == (
+        ["default"],
+        None,
+    )
+
+    one = tenants + "/{tenant_id}"
+    check(client.get(f"{tenants}/acme", headers=admin), one, "get", 200)
+    check(client.get(f"{tenants}/globex", headers=admin), one, "get", 404)
+    check(client.get(f"{tenants}/-globex", headers=admin), one, "get", 400)
+    moved = {"portal_base_url": "https://acme.portal.example.com", "reason": "moved"}
+    check(client.patch(f"{tenants}/acme", json=moved, headers=admin), one, "patch", 200)
+    check(client.patch(f"{tenants}/default", json=moved, headers=admin), one, "patch", 400)
+
+    settings = check(
+        client.get("/v1/tenants/acme/admin/settings", headers=admin),
+        TWIN + "/admin/settings",
+        "get",
+        200,
+    )
+    assert settings.json["portal_base_url"] == "https://acme.portal.example.com"
+    assert settings.json["auto_login_enabled"] is False
+    check(
+        client.get("/v1/tenants/globex/admin/epoch", headers=admin),
+        TWIN + "/admin/epoch",
+        "get",
+        404,
+    )
+    check(
+        client.get("/v1/tenants/Globex/admin/epoch", headers=admin),
+        TWIN + "/admin/epoch",
+        "get",
+        400,
+    )
+
+    key = _tenant_key(client, doc, "acme", ["admin", "issuer"])
+    again = client.post(
+        "/v1/tenants/acme/admin/keys",
+        json={"name": "acme-key", "roles": ["portal"], "reason": "test"},
+        headers=admin,
+    )
+    check(again, TWIN + "/admin/keys", "post", 409)
+    listed = check(
+        client.get("/v1/tenants/acme/admin/keys", headers=admin), TWIN + "/admin/keys", "get", 200
+    )
+    assert [k["name"] for k in listed.json["keys"]] == ["acme-key"]
+
+    own = {"Authorization": f"Bearer {key}"}
+    mine = check(client.get("/v1/admin/settings", headers=own), "/v1/admin/settings", "get", 200)
+    assert mine.json["portal_base_url"] == "https://acme.portal.example.com"
+    for other in ("default", "globex", "Not-An-Id"):
+        check(
+            client.get(f"/v1/tenants/{other}/admin/settings", headers=own),
+            TWIN + "/admin/settings",
+            "get",
+            403,
+        )
+    check(client.get(tenants, headers=own), tenants, "get", 403)
+    check(
+        client.get("/v1/admin/platform/audit", headers=own), "/v1/admin/platform/audit", "get", 403
+    )
+    link = {"user_id": "42", "email": "a@example.com", "recipients": {"to": ["a@example.com"]}}
+    issued = check(client.post("/v1/links", json=link, headers=own), "/v1/links", "post", 200)
+    assert issued.json["url"].startswith("https://acme.portal.example.com/")
+
+    revoke = TWIN + "/admin/keys/{name}"
+    gone = client.delete("/v1/tenants/acme/admin/keys/nope?reason=test", headers=admin)
+    check(gone, revoke, "delete", 404)
+    assert gone.json["code"] == "key_not_found"
+    check(
+        client.delete("/v1/tenants/acme/admin/keys/acme-key?reason=t", headers=admin),
+        revoke,
+        "delete",
+        204,
+    )
+    check(client.get("/v1/admin/settings", headers=own), "/v1/admin/settings", "get", 401)
+
+    audit = check(
+        client.get("/v1/tenants/acme/admin/audit", headers=admin), TWIN + "/admin/audit", "get", 200
+    )
+    assert {e["action"] for e in audit.json["events"]} == {
+        "tenant.create",
+        "tenant.update",
+        "key.create",
+        "key.revoke",
+    }
+    check(client.delete(f"{tenants}/acme", json={"reason": "t"}, headers=admin), one, "delete", 204)
+    check(client.delete(f"{tenants}/acme?reason=t", headers=admin), one, "delete", 404)
+    check(client.delete(f"{tenants}/default?reason=t", headers=admin), one, "delete", 400)
+    platform = check(
+        client.get("/v1/admin/platform/audit", headers=admin),
+        "/v1/admin/platform/audit",
+        "get",
+        200,
+    )
+    assert [e["action"] for e in platform.json["events"]] == [
+        "tenant.delete",
+        "key.revoke",
+        "key.create",
+        "tenant.update",
+        "tenant.create",
+    ]
+    assert {e["detail"]["tenant_id"] for e in platform.json["events"]} == {"acme"}
 
 
 @pytest.mark.parametrize(
