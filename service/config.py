@@ -55,6 +55,14 @@ DEV_PORTAL_BASE_URL = "http://127.0.0.1:8080"
 _DEFAULTS_FILE = Path(__file__).resolve().parent.parent / "config" / "default.toml"
 _KEY_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+#: A portal address: http(s), a DNS host name, an optional port, an optional
+#: path of RFC 3986 characters; no user, query, fragment, space or control
+#: character (the same pattern as PortalBaseUrl in service/openapi.json).
+_PORTAL_URL = re.compile(
+    r"https?://[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*(?::[0-9]{1,5})?"
+    r"(?:/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@]|%[0-9A-Fa-f]{2})*)*"
+)
 
 
 @dataclass(frozen=True)
@@ -163,9 +171,15 @@ def check_portal_base_url(value: Any, development: bool) -> str:
             "PORTAL_BASE_URL is required outside development: set it to the portal's origin, "
             "e.g. https://portal.example.com (in $SERVICE_CONFIG or LINKS_PORTAL_BASE_URL)"
         )
+    if not _PORTAL_URL.fullmatch(value):
+        raise ConfigError(
+            f"PORTAL_BASE_URL {value!r} must be an http(s) origin with a host name, an "
+            "optional port and path (URI characters only), nothing more"
+        )
     parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"PORTAL_BASE_URL {value!r} must be an http(s) origin with a host")
+    port = parts.netloc.rpartition(":")[2] if ":" in parts.netloc else ""
+    if port and not 0 < int(port) < 65536:  # urlsplit's .port would raise ValueError
+        raise ConfigError(f"PORTAL_BASE_URL {value!r} has a port outside 1 .. 65535")
     if parts.scheme != "https" and not development:
         raise ConfigError(
             "PORTAL_BASE_URL must use https outside development: a login link sent over "

@@ -94,18 +94,20 @@ class _Touches:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.pid = os.getpid()
-        self.last: dict[tuple[str, str], float] = {}
+        self.last: dict[tuple[str, bytes], float] = {}
 
-    def due(self, tenant_id: str, name: str) -> bool:
+    def due(self, tenant_id: str, digest: bytes) -> bool:
         now = time.monotonic()
         with self.lock:
             if self.pid != os.getpid():
                 self.pid, self.last = os.getpid(), {}
-            if now - self.last.get((tenant_id, name), -TOUCH_EVERY_SECONDS) < TOUCH_EVERY_SECONDS:
+            # By digest, not name: a key revoked and made again under its
+            # name is another key, whose first use is written at once.
+            if now - self.last.get((tenant_id, digest), -TOUCH_EVERY_SECONDS) < TOUCH_EVERY_SECONDS:
                 return False
             if len(self.last) > 100_000:  # thousands of tenants: never grow without end
                 self.last.clear()
-            self.last[(tenant_id, name)] = now
+            self.last[(tenant_id, digest)] = now
             return True
 
 
@@ -145,7 +147,7 @@ def authenticate(header: str, api_keys: tuple[ApiKey, ...], root: Store) -> Call
     record = view.find_key(digest)
     if record is None or not hmac.compare_digest(digest, record.digest):
         return None
-    if _touches.due(tenant_id, record.name):
+    if _touches.due(tenant_id, digest):
         view.touch_key(record.name, utcnow())
     return Caller(record.name, record.roles, tenant_id)
 

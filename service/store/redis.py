@@ -13,6 +13,7 @@ and no script touches two tenants::
     {p}{T}:<inc>:audit    sorted set by number: JSON [seq, at, [actor, action, detail]]
     {p}{T}:<inc>:signins  sorted set by number: JSON [seq, at, [user, outcome, ip, ua]]
     {p}{T}:<inc>:signins:<user>   the same members, one user's only
+    {p}{T}:<inc>:signin_users     set of the users who have such a set (for deletion)
     {p}{T}:<inc>:audit_at, :signins_at   sorted sets seq -> at, so prune finds old entries
     {p}{T}:<inc>:keys     hash: key name -> JSON {digest, roles, created_at}
     {p}{T}:<inc>:digests  hash: hex SHA-256 digest -> key name; :used name -> last use
@@ -395,6 +396,7 @@ class RedisStore:
                 # leaves a store that the next start takes over again.
                 pattern = _glob_escape(f"{p}signins:") + "*"
                 for key in self.redis.scan_iter(match=pattern, count=1000):
+                    self.redis.sadd(f"{base}signin_users", key[len(p) + len("signins:") :])
                     self.redis.rename(key, base + key[len(p) :])
                 old = [f"{p}{name}" for name in _LEGACY_KEYS]
                 keys = [*old, self._meta_key, self._info_key, self._tenants_key]
@@ -707,16 +709,17 @@ class RedisStore:
             data = f"{base}{incarnation}:"
             # UNLINK frees a large hash or set in Redis's background thread:
             # one step, whatever the tenant's size, never a stall.
-            keys = [f"{data}{name}" for name in _TENANT_DATA]
-            self.redis.unlink(*keys)
-            cursor, found = self.redis.scan(
-                0, match=_glob_escape(f"{data}signins:") + "*", count=budget
-            )
-            if found:
-                self.redis.unlink(*found)
-            if cursor == 0 and not found:
-                self.redis.srem(self._trash_key, member)
-            return True
+            # The per-user sign-in sets, ``budget`` at a time: the users who
+            # have one are listed in signin_users (no SCAN of the keyspace).
+            users = self.redis.spop(f"{data}signin_users", budget)
+            if users:
+                self.redis.unlink(*(f"{data}signins:{user}" for user in users))
+                return True
+            # UNLINK frees a large hash or set in Redis's background thread:
+            # one step, whatever the tenant's size, never a stall.
+            self.redis.unlink(*(f"{data}{name}" for name in _TENANT_DATA))
+            self.redis.srem(self._trash_key, member)
+            return self.redis.scard(self._trash_key) > 0
 
     # -- tenant keys -----------------------------------------------------------
 

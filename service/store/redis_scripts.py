@@ -214,6 +214,7 @@ for i = 2, #ARGV, 3 do
   local seq, member = append(base .. 'seq', base .. 'signins', base .. 'signins_at',
     ARGV[i], ARGV[i + 1], userprefix)
   local userkey = userprefix .. ARGV[i + 2]
+  redis.call('SADD', base .. 'signin_users', ARGV[i + 2])
   redis.call('ZADD', userkey, seq, member)
   redis.call('ZREMRANGEBYRANK', userkey, 0, -MAX_USER - 1)
 end
