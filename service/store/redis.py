@@ -232,6 +232,27 @@ class _ClickConnection:
             return reply
 
 
+class _Clicks:
+    """The click connection of this process, shared by every tenant view of a store.
+
+    A view is made per request (:meth:`RedisStore.tenant`); the connection
+    must outlive it, or a forked worker would open one a click.
+    """
+
+    __slots__ = ("pool", "click")
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self.pool = pool
+        self.click = _ClickConnection(pool)
+
+    def get(self) -> _ClickConnection:
+        """Return this process's click connection (a forked child makes its own, once)."""
+        click = self.click
+        if click.pid != os.getpid():  # forked: the parent's connection is not ours
+            click = self.click = _ClickConnection(self.pool)
+        return click
+
+
 class RedisStore:
     """The :class:`~service.store.Store` on one (standalone) Redis, acting in one tenant."""
 
@@ -284,7 +305,7 @@ class RedisStore:
         self._token_head = b"*6\r\n" + b"".join(
             map(_bulk, ("EVALSHA", self._token_script.sha, "1"))
         )
-        self._click = _ClickConnection(client.connection_pool)
+        self._clicks = _Clicks(client.connection_pool)
         self._bind(DEFAULT_TENANT)
         with self._guard:
             self._take_over()
@@ -299,6 +320,11 @@ class RedisStore:
         self._meta_key = f"{self._base}meta"
         self._meta_keys = [self._meta_key]
         self._token_request = self._token_head + _bulk(self._meta_key) + _bulk(self._base)
+
+    @property
+    def _click(self) -> _ClickConnection:
+        """This process's click connection."""
+        return self._clicks.get()
 
     def tenant(self, tenant_id: str) -> RedisStore:
         """Return a view of this store acting in ``tenant_id``; it shares the connections."""
@@ -511,9 +537,7 @@ class RedisStore:
     def token_state(self, user_id: str) -> TokenState:
         """Read the incarnation, the global epoch and ``user_id``'s epoch at once."""
         reply = None
-        click = self._click
-        if click.pid != os.getpid():  # forked: the parent's connection is not ours
-            click = self._click = _ClickConnection(self.redis.connection_pool)
+        click = self._clicks.get()
         if click.lock.acquire(blocking=False):
             try:
                 with self._guard:
@@ -875,6 +899,6 @@ class RedisStore:
 
     def close(self) -> None:
         """Release connections held by this process."""
-        if self._click.pid == os.getpid():
-            self._click.connection.disconnect()
+        if self._clicks.click.pid == os.getpid():
+            self._clicks.click.connection.disconnect()
         self.redis.close()

@@ -529,6 +529,20 @@ def test_a_forked_worker_gets_its_own_connections(store):
     assert store.token_state("42").epoch == 2  # the parent's connection still works
 
 
+def test_a_forked_worker_keeps_one_click_connection_for_every_tenant(store, server):
+    store.create_tenant("acme", "https://acme.example.com", actor="a", reason="r", now=T0)
+    store._clicks.click.pid = -1  # as in a forked worker: the parent's connection is not ours
+    store.tenant("acme").token_state("42")
+    mine = store._click
+
+    for tenant in ("acme", "acme", "default"):
+        store.tenant(tenant).token_state("42")  # a view is made per request
+
+    # One connection of this process, made once and shared by every view:
+    # never one a click.
+    assert store._click is mine and mine.pid == os.getpid()
+
+
 def test_signins_are_newest_first_even_within_one_instant(store):
     for outcome in ("ok", "token_expired", "token_revoked"):
         store.record_signins([Signin(T0, "42", outcome, "203.0.113.7", "UA")])
