@@ -28,10 +28,10 @@ from flask import Flask
 from service.api.verify import FAILED_VERIFICATION, answer_json, parse_client
 from service.clock import utcnow
 from service.errors import ApiError, StoreError, TokenError
-from service.http import STRICT_JSON, find_api_key, whole_number
+from service.http import STRICT_JSON, whole_number
 from service.logs import log_request, request_id
 from service.store import DEFAULT_TENANT, Signin
-from service.tenancy import TENANT_ID
+from service.tenancy import TENANT_ID, find_api_key, tenant_caller, tenant_key
 from service.tokens import check_epochs, verify_token
 
 __all__ = ["VerifyFastPath"]
@@ -65,11 +65,12 @@ class VerifyFastPath:
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
+        named: str | None = None  # the tenant the path names, if any
         if path == PATH:
-            tenant_id = DEFAULT_TENANT
+            pass
         elif path.startswith(TENANT_PATH[0]) and path.endswith(TENANT_PATH[1]):
-            tenant_id = path[len(TENANT_PATH[0]) : -len(TENANT_PATH[1])]
-            if not TENANT_ID.fullmatch(tenant_id):
+            named = path[len(TENANT_PATH[0]) : -len(TENANT_PATH[1])]
+            if not TENANT_ID.fullmatch(named):
                 return self.wsgi_app(environ, start_response)
         else:
             return self.wsgi_app(environ, start_response)
@@ -77,7 +78,7 @@ class VerifyFastPath:
             return self.wsgi_app(environ, start_response)
         started = time.perf_counter()
         body = self._body(environ)
-        answer = None if body is None else self._answer(environ, body, tenant_id)
+        answer = None if body is None else self._answer(environ, body, named)
         if answer is None:
             return self.wsgi_app(environ, start_response)
         rid = request_id(environ.get("HTTP_X_REQUEST_ID"))
@@ -92,7 +93,7 @@ class VerifyFastPath:
             ],
         )
         self.latency.observe(time.perf_counter() - started)
-        log_request(rid, "POST", PATH if path == PATH else TENANT_ROUTE, 200, started)
+        log_request(rid, "POST", PATH if named is None else TENANT_ROUTE, 200, started)
         return [answer]
 
     @staticmethod
@@ -106,13 +107,22 @@ class VerifyFastPath:
         environ["CONTENT_LENGTH"] = str(len(body))
         return body
 
-    def _answer(self, environ: dict[str, Any], body: bytes, tenant_id: str) -> bytes | None:
+    def _answer(self, environ: dict[str, Any], body: bytes, named: str | None) -> bytes | None:
         """Return the 200 body of a good verification, or ``None`` for Flask to answer."""
-        # Platform keys only (held in memory): a tenant key, or any other
-        # caller, goes through Flask, which looks it up in its tenant's store.
-        key = find_api_key(environ.get("HTTP_AUTHORIZATION", ""), self.deployment.api_keys)
-        if key is None or "portal" not in key.roles:
-            return None
+        header = environ.get("HTTP_AUTHORIZATION", "")
+        key = find_api_key(header, self.deployment.api_keys)
+        digest: bytes | None = None
+        if key is not None:  # a platform key, held in memory
+            if "portal" not in key.roles:
+                return None
+            tenant_id = named or DEFAULT_TENANT
+        else:
+            # A tenant key acts in its own tenant only. Its record is read in
+            # the same round trip as the epochs, after the token checked out.
+            found = tenant_key(header)
+            if found is None or (named is not None and named != found[0]):
+                return None
+            tenant_id, digest = found
         if b"\\u" in body:
             return None  # escapes (and lone surrogates among them): read_json's business
         try:
@@ -126,13 +136,18 @@ class VerifyFastPath:
         except ApiError:
             return None  # the view answers 400 naming the field
         token = request["token"]
-        store = self.store if tenant_id == DEFAULT_TENANT else self.store.tenant(tenant_id)
+        store = self.store.tenant(tenant_id)
         try:
             claims = verify_token(
                 token, self.ring, tenant_id=tenant_id, legacy_before=store.legacy_before
             )
             # Also the tenant's existence: no tenant, no row, no answer here.
-            check_epochs(claims, store.token_state(claims.user_id))
+            state = store.token_state(claims.user_id, digest)
+            if digest is not None:
+                caller = tenant_caller(tenant_id, digest, state.key, store)
+                if caller is None or "portal" not in caller.roles:
+                    return None  # the view answers 401 or 403, before the body
+            check_epochs(claims, state)
         except ApiError:
             return None  # tenant_not_found: the view answers it, in the contract's order
         except (TokenError, StoreError) as e:

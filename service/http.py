@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
 
@@ -15,7 +13,6 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.routing import PathConverter
 
 from service.clock import from_seconds, isoformat
-from service.config import ApiKey
 from service.errors import (
     ApiError,
     ExpiredTokenError,
@@ -30,11 +27,9 @@ from service.tenancy import authorize
 __all__ = [
     "STRICT_JSON",
     "allow_header",
-    "find_api_key",
     "init_app",
     "log_server_error",
     "log_store_error",
-    "match_api_key",
     "read_json",
     "require_role",
     "whole_number",
@@ -121,25 +116,6 @@ def _encodable(value: Any) -> bool:
         elif isinstance(item, list):
             stack.extend(item)
     return True
-
-
-def find_api_key(header: str, api_keys: Iterable[ApiKey]) -> ApiKey | None:
-    """Return the API key an ``Authorization: Bearer`` header presents, if any."""
-    scheme, _, presented = header.partition(" ")
-    if scheme.lower() != "bearer" or not presented.strip():
-        return None
-    return match_api_key(presented.strip(), api_keys)
-
-
-def match_api_key(presented: str, api_keys: Iterable[ApiKey]) -> ApiKey | None:
-    """Return the configured key whose SHA-256 digest matches ``presented``, if any."""
-    digest = hashlib.sha256(presented.encode("utf-8", "surrogateescape")).digest()
-    found = None
-    # Compare against every key, in constant time each, without stopping early.
-    for key in api_keys:
-        if hmac.compare_digest(digest, key.digest):
-            found = key
-    return found
 
 
 def require_role(*roles: str, platform_only: bool = False) -> Callable[[F], F]:

@@ -97,9 +97,8 @@ class SigninLog:
             for tenant_id, signin in batch:
                 by_tenant.setdefault(tenant_id, []).append(signin)
             for tenant_id, signins in by_tenant.items():
-                store = self.store if tenant_id == "default" else self.store.tenant(tenant_id)
                 try:
-                    store.record_signins(signins)
+                    self.store.tenant(tenant_id).record_signins(signins)
                 except StoreError as e:
                     # The clicks were answered already; the log loses these entries.
                     log.warning("sign-in log: %d entries not written: %s", len(signins), e)

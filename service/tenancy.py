@@ -25,10 +25,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-import re
 import secrets
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +37,8 @@ from flask import current_app, g, request
 from service.clock import utcnow
 from service.config import ApiKey
 from service.errors import ApiError
-from service.store import DEFAULT_TENANT, Store
+from service.store import DEFAULT_TENANT, KeyRecord, Store, TenantInfo
+from service.transport import TENANT_ID
 
 __all__ = [
     "DEFAULT_TENANT",
@@ -45,16 +46,21 @@ __all__ = [
     "Caller",
     "authorize",
     "authenticate",
+    "find_api_key",
+    "key_digest",
     "limit_identity",
+    "match_api_key",
     "new_tenant_key",
     "path_tenant",
     "portal_base_url",
     "store",
+    "tenant_caller",
+    "tenant_info",
+    "tenant_key",
+    "tenant_portal",
     "validate_tenant_id",
 ]
 
-#: 1 to 63 of a-z 0-9 -, neither first nor last a dash: a DNS label.
-TENANT_ID = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 #: The start of every tenant key's text; ``.`` is in no tenant id.
 TENANT_KEY_PREFIX = "tk."
 #: How often a tenant key's ``last_used_at`` is written, per key and process.
@@ -114,13 +120,65 @@ class _Touches:
 _touches = _Touches()
 
 
-def _platform_key(digest: bytes, api_keys: tuple[ApiKey, ...]) -> ApiKey | None:
+def _bearer(header: str) -> str | None:
+    """Return the key an ``Authorization: Bearer`` header presents, if any."""
+    scheme, _, presented = header.partition(" ")
+    presented = presented.strip()
+    return presented if scheme.lower() == "bearer" and presented else None
+
+
+def key_digest(presented: str) -> bytes:
+    """Return the SHA-256 digest by which every key is known."""
+    return hashlib.sha256(presented.encode("utf-8", "surrogateescape")).digest()
+
+
+def _platform_key(digest: bytes, api_keys: Iterable[ApiKey]) -> ApiKey | None:
     found = None
     # Compare against every key, in constant time each, without stopping early.
     for key in api_keys:
         if hmac.compare_digest(digest, key.digest):
             found = key
     return found
+
+
+def match_api_key(presented: str, api_keys: Iterable[ApiKey]) -> ApiKey | None:
+    """Return the platform key (of ``API_KEYS``) whose digest matches ``presented``, if any."""
+    return _platform_key(key_digest(presented), api_keys)
+
+
+def find_api_key(header: str, api_keys: Iterable[ApiKey]) -> ApiKey | None:
+    """Return the platform key an ``Authorization: Bearer`` header presents, if any."""
+    presented = _bearer(header)
+    return None if presented is None else match_api_key(presented, api_keys)
+
+
+def tenant_key(header: str) -> tuple[str, bytes] | None:
+    """Return the tenant and digest of a tenant key a header presents (unchecked), if any.
+
+    The tenant comes from the key's own text (``tk.acme.<secret>``): finding
+    it costs no read of any index.
+    """
+    presented = _bearer(header)
+    if presented is None or not presented.startswith(TENANT_KEY_PREFIX):
+        return None
+    tenant_id, dot, _ = presented[len(TENANT_KEY_PREFIX) :].partition(".")
+    if not dot or not TENANT_ID.fullmatch(tenant_id):
+        return None
+    return tenant_id, key_digest(presented)
+
+
+def tenant_caller(
+    tenant_id: str, digest: bytes, record: KeyRecord | None, view: Store
+) -> Caller | None:
+    """Return the caller a tenant key found in its store is (``None``: unknown key).
+
+    Records the key's use (``last_used_at``) at most once a minute per key and process.
+    """
+    if record is None or not hmac.compare_digest(digest, record.digest):
+        return None
+    if _touches.due(tenant_id, digest):
+        view.touch_key(record.name, utcnow())
+    return Caller(record.name, record.roles, tenant_id)
 
 
 def authenticate(header: str, api_keys: tuple[ApiKey, ...], root: Store) -> Caller | None:
@@ -130,26 +188,15 @@ def authenticate(header: str, api_keys: tuple[ApiKey, ...], root: Store) -> Call
     tenant's store by digest (a revoked key, or one of a deleted tenant, is
     found nowhere: unknown at once on every worker and host).
     """
-    scheme, _, presented = header.partition(" ")
-    presented = presented.strip()
-    if scheme.lower() != "bearer" or not presented:
-        return None
-    digest = hashlib.sha256(presented.encode("utf-8", "surrogateescape")).digest()
-    key = _platform_key(digest, api_keys)
+    key = find_api_key(header, api_keys)
     if key is not None:
         return Caller(key.name, key.roles, None)
-    if not presented.startswith(TENANT_KEY_PREFIX):
+    found = tenant_key(header)
+    if found is None:
         return None
-    tenant_id, dot, _ = presented[len(TENANT_KEY_PREFIX) :].partition(".")
-    if not dot or not TENANT_ID.fullmatch(tenant_id):
-        return None
+    tenant_id, digest = found
     view = root.tenant(tenant_id)
-    record = view.find_key(digest)
-    if record is None or not hmac.compare_digest(digest, record.digest):
-        return None
-    if _touches.due(tenant_id, digest):
-        view.touch_key(record.name, utcnow())
-    return Caller(record.name, record.roles, tenant_id)
+    return tenant_caller(tenant_id, digest, view.find_key(digest), view)
 
 
 def path_tenant(values: dict[str, Any] | None) -> None:
@@ -190,12 +237,14 @@ def authorize(*roles: str, platform_only: bool = False) -> Caller:
         tenant_id = caller.tenant_id
     elif named is not None:
         tenant_id = validate_tenant_id(named)
-        if tenant_id != DEFAULT_TENANT:
-            root.get_tenant(tenant_id)  # raises TenantNotFoundError: 404 before the body
+        if tenant_id != DEFAULT_TENANT:  # default always exists
+            # Raises TenantNotFoundError: 404 before the body. Kept for the
+            # call, which may need the tenant's portal address.
+            g.tenant_info = root.get_tenant(tenant_id)
     else:
         tenant_id = DEFAULT_TENANT
     g.caller, g.actor, g.tenant_id = caller, caller.name, tenant_id
-    g.store = root if tenant_id == DEFAULT_TENANT else root.tenant(tenant_id)
+    g.store = root.tenant(tenant_id)
     return caller
 
 
@@ -214,3 +263,23 @@ def limit_identity() -> tuple[str, str]:
 def portal_base_url(configured: str | None) -> str:
     """Return a tenant's portal address: its own, else the deployment's ``PORTAL_BASE_URL``."""
     return configured or current_app.extensions["deployment"].portal_base_url
+
+
+def tenant_info() -> TenantInfo:
+    """Return this request's tenant, read once per request."""
+    info: TenantInfo | None = g.get("tenant_info")
+    if info is None:
+        info = g.tenant_info = store().tenant_info()
+    return info
+
+
+def tenant_portal() -> str:
+    """Return this request's tenant's portal address.
+
+    ``default``'s is the deployment's ``PORTAL_BASE_URL`` (no call moves it),
+    known without the store: what needs only the address works while the
+    store is down.
+    """
+    if g.tenant_id == DEFAULT_TENANT:
+        return portal_base_url(None)
+    return portal_base_url(tenant_info().portal_base_url)

@@ -21,18 +21,18 @@ from typing import Any, Self
 
 import requests
 
-__all__ = ["ServiceClient", "check_tenant_id", "is_tenant_id", "tenant_path"]
+__all__ = ["TENANT_ID", "ServiceClient", "check_tenant_id", "is_tenant_id", "tenant_path"]
 
 #: A tenant id (API.md, "Tenants"): 1 to 63 of ``a-z 0-9 -``, no ``-`` at either
-#: end, so that it can be a DNS label. The service checks the same rule; the
-#: kit keeps its own copy so that it never imports the server.
-_TENANT_ID = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+#: end, so that it can be a DNS label. Its one home: the kit never imports the
+#: server, and the server (service/tenancy.py) takes it from here.
+TENANT_ID = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 
 
 def is_tenant_id(value: object) -> bool:
     """Return whether ``value`` is a well-formed tenant id (``acme``, ``globex-eu``)."""
     # fullmatch, not match with "$": "acme\n" is not an id.
-    return isinstance(value, str) and _TENANT_ID.fullmatch(value) is not None
+    return isinstance(value, str) and TENANT_ID.fullmatch(value) is not None
 
 
 def check_tenant_id(value: object) -> str:

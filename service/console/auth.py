@@ -34,7 +34,7 @@ from service.clock import utcnow
 from service.console import bp
 from service.console.display import duration
 from service.errors import ApiError
-from service.http import match_api_key
+from service.tenancy import match_api_key
 
 __all__ = ["ConsoleSessionInterface", "CsrfError", "csrf_token"]
 

@@ -71,6 +71,9 @@ class TokenState(NamedTuple):
     incarnation: str
     epoch: int
     user_epoch: int
+    #: The tenant key asked for with ``key_digest``, read in the same trip
+    #: (``None``: not asked for, or no such key).
+    key: KeyRecord | None = None
 
 
 @dataclass(frozen=True)
@@ -148,7 +151,7 @@ class Store(Protocol):
     legacy_before: float | None
 
     def tenant(self, tenant_id: str) -> Store:
-        """Return a view of this store acting in ``tenant_id`` (not checked here)."""
+        """Return a view of this store acting in ``tenant_id`` (unchecked; itself if it does)."""
         ...
 
     # -- tenants (the platform's) ------------------------------------------
@@ -222,8 +225,12 @@ class Store(Protocol):
         """Return this view's tenant."""
         ...
 
-    def token_state(self, user_id: str) -> TokenState:
-        """Read the incarnation, the global epoch and ``user_id``'s epoch at once."""
+    def token_state(self, user_id: str, key_digest: bytes | None = None) -> TokenState:
+        """Read the incarnation, the global epoch and ``user_id``'s epoch at once.
+
+        :param key_digest: also find this tenant's key of that digest, in the
+            same round trip (a portal calling with a tenant key).
+        """
         ...
 
     def issue_state(self, user_ids: Sequence[str]) -> IssueState:

@@ -328,6 +328,8 @@ class RedisStore:
 
     def tenant(self, tenant_id: str) -> RedisStore:
         """Return a view of this store acting in ``tenant_id``; it shares the connections."""
+        if tenant_id == self.tenant_id:
+            return self
         view = copy.copy(self)
         view._bind(tenant_id)
         return view
@@ -534,30 +536,36 @@ class RedisStore:
         """Return the key base of this tenant's incarnation (one read)."""
         return f"{self._base}{self._meta()[0]}:"
 
-    def token_state(self, user_id: str) -> TokenState:
+    def token_state(self, user_id: str, key_digest: bytes | None = None) -> TokenState:
         """Read the incarnation, the global epoch and ``user_id``'s epoch at once."""
+        args = (user_id,) if key_digest is None else (user_id, key_digest.hex())
         reply = None
         click = self._clicks.get()
         if click.lock.acquire(blocking=False):
             try:
                 with self._guard:
                     try:
-                        reply = click.call(self._token_request + _bulk(user_id))
+                        request = self._token_request + b"".join(map(_bulk, args))
+                        if key_digest is not None:  # one argument more than the packed count
+                            request = b"*7" + request[2:]
+                        reply = click.call(request)
                     except NoScriptError:
                         pass  # Redis restarted or flushed its scripts: the pool's way loads it
             finally:
                 click.lock.release()
         if reply is None or reply in (lua.NO_TENANT, lua.LOST):
             # busy, no script, or the tenant is missing: the pool's way handles each
-            reply = self._run(self._token_script, (user_id,))
-        incarnation, epoch, user_epoch = reply
+            reply = self._run(self._token_script, args)
+        incarnation, epoch, user_epoch, *found = reply
         try:
             if incarnation is None:
                 raise ValueError("no incarnation")
             user_epoch = 0 if user_epoch is None else _int(user_epoch)
-            return TokenState(incarnation, _int(epoch), user_epoch)
+            epoch = _int(epoch)
         except ValueError as e:
             raise StoreDataError(f"{self._meta_key} epochs have the wrong shape: {e}") from e
+        key = self._key_record(*found) if len(found) == 3 else None
+        return TokenState(incarnation, epoch, user_epoch, key)
 
     def issue_state(self, user_ids: Sequence[str]) -> IssueState:
         """Read everything issuing links for ``user_ids`` needs at once."""
@@ -747,7 +755,7 @@ class RedisStore:
 
     # -- tenant keys -----------------------------------------------------------
 
-    def _key_record(self, name: str, record: str, used: str | None) -> KeyRecord:
+    def _key_record(self, name: str, record: str, used: str) -> KeyRecord:
         try:
             data = json.loads(record)
             return KeyRecord(
@@ -797,10 +805,7 @@ class RedisStore:
         """Return this tenant's key with SHA-256 ``digest``, if any."""
         with self._guard:
             reply = self._find_key_script(self._meta_keys, [self._base, digest.hex()])
-        if not reply:
-            return None
-        name, record, used = reply
-        return self._key_record(name, record, used or None)
+        return self._key_record(*reply) if reply else None
 
     def touch_key(self, name: str, now: datetime) -> None:
         """Record that key ``name`` was used at ``now``."""

@@ -173,18 +173,34 @@ if inc ~= ARGV[2] then return '!changed' end
 redis.call('DEL', KEYS[1])
 return inc
 """
+# A tenant key by its hex digest: {name, record, last use ('' for never)} or false.
+FIND = """
+local function find_key(base, digest)
+  local name = redis.call('HGET', base .. 'digests', digest)
+  local record = name and redis.call('HGET', base .. 'keys', name)
+  if not record then return false end
+  return {name, record, redis.call('HGET', base .. 'used', name) or ''}
+end
+"""
 # The hot path: incarnation, global epoch and user epoch as of one instant.
 # The user epochs carry the incarnation under the field "\\n" (never a user id).
-TOKEN_STATE = """
+TOKEN_STATE = (
+    FIND
+    + """
 local m = redis.call('HMGET', KEYS[1], 'incarnation', 'epoch')
 if not m[1] then
   if redis.call('EXISTS', KEYS[1]) == 0 then return '!no-tenant' end
   return {false, m[2], false}
 end
-local u = redis.call('HMGET', ARGV[1] .. m[1] .. ':user_epochs', ARGV[2], '\\n')
+local base = ARGV[1] .. m[1] .. ':'
+local u = redis.call('HMGET', base .. 'user_epochs', ARGV[2], '\\n')
 if u[2] ~= m[1] then return '!lost' end
-return {m[1], m[2], u[1]}
+if not ARGV[3] then return {m[1], m[2], u[1]} end
+local key = find_key(base, ARGV[3])  -- the portal's tenant key, in the same trip
+if not key then return {m[1], m[2], u[1], false} end
+return {m[1], m[2], u[1], key[1], key[2], key[3]}
 """
+)
 ISSUE_STATE = (
     TENANT
     + """
@@ -285,17 +301,15 @@ audit(base, ARGV[3], ARGV[4], 'key.revoke', ARGV[5])
 return 1
 """
 )
-# ARGV: base, hex digest -> {name, record, last used} or false.
-FIND_KEY = """
+# ARGV: base, hex digest -> {name, record, last use} or false.
+FIND_KEY = (
+    FIND
+    + """
 local inc = redis.call('HGET', KEYS[1], 'incarnation')
 if not inc then return false end
-local base = ARGV[1] .. inc .. ':'
-local name = redis.call('HGET', base .. 'digests', ARGV[2])
-if not name then return false end
-local record = redis.call('HGET', base .. 'keys', name)
-if not record then return false end
-return {name, record, redis.call('HGET', base .. 'used', name) or ''}
+return find_key(ARGV[1] .. inc .. ':', ARGV[2])
 """
+)
 # Take a single-tenant store over as the tenant default, in one step (on one
 # Redis: the old keys have no hash tag, so this never runs on a Cluster).
 # KEYS: old meta, old user_epochs, seq, audit, audit_at, signins, signins_at,

@@ -147,6 +147,15 @@ _TOKEN_STATE = (
     " WHERE u.tenant = t.incarnation AND u.user_id = ?), 0)"
     " FROM tenants t WHERE t.tenant_id = ?"
 )
+# The same, and the tenant key of a digest (NULLs when there is none).
+_TOKEN_STATE_AND_KEY = (
+    "SELECT t.incarnation, t.epoch,"
+    " COALESCE((SELECT u.epoch FROM user_epochs u"
+    " WHERE u.tenant = t.incarnation AND u.user_id = ?), 0),"
+    " k.name, k.digest, k.roles, k.created_at, k.last_used_at"
+    " FROM tenants t LEFT JOIN tenant_keys k ON k.tenant = t.incarnation AND k.digest = ?"
+    " WHERE t.tenant_id = ?"
+)
 # Sign-ins go in with one statement per power of two of rows, not one step a
 # row: while SQLite works, the GIL passes to the clicking thread and back,
 # a context switch each time. A handful of fixed statements stay cached.
@@ -219,6 +228,8 @@ class SqliteStore:
 
     def tenant(self, tenant_id: str) -> SqliteStore:
         """Return a view of this store acting in ``tenant_id``; it shares the connections."""
+        if tenant_id == self.tenant_id:
+            return self
         view = copy.copy(self)
         view.tenant_id = tenant_id
         return view
@@ -478,15 +489,23 @@ class SqliteStore:
             raise TenantNotFoundError(self.tenant_id)
         return row[0]
 
-    def token_state(self, user_id: str) -> TokenState:
+    def token_state(self, user_id: str, key_digest: bytes | None = None) -> TokenState:
         with self._guard:
-            row = self._conn().execute(_TOKEN_STATE, (user_id, self.tenant_id)).fetchone()
+            if key_digest is None:
+                row = self._conn().execute(_TOKEN_STATE, (user_id, self.tenant_id)).fetchone()
+            else:
+                row = (
+                    self._conn()
+                    .execute(_TOKEN_STATE_AND_KEY, (user_id, key_digest, self.tenant_id))
+                    .fetchone()
+                )
         if row is None:
             raise TenantNotFoundError(self.tenant_id)
-        incarnation, epoch, user_epoch = row
+        incarnation, epoch, user_epoch = row[:3]
         if type(incarnation) is not str or type(epoch) is not int or type(user_epoch) is not int:
             raise StoreDataError(f"SQLite store {self.path} has epochs of the wrong shape")
-        return TokenState(incarnation, epoch, user_epoch)
+        key = self._key(row[3:]) if len(row) > 3 and row[3] is not None else None
+        return TokenState(incarnation, epoch, user_epoch, key)
 
     def issue_state(self, user_ids: Sequence[str]) -> IssueState:
         unique = list(dict.fromkeys(user_ids))

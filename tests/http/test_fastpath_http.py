@@ -99,7 +99,7 @@ def test_a_failed_token_reads_the_store_once(app, client, links, monkeypatch):
     reads = []
     real = store.token_state
     monkeypatch.setattr(
-        store, "token_state", lambda user_id: reads.append(user_id) or real(user_id)
+        store, "token_state", lambda user_id, *key: reads.append(user_id) or real(user_id, *key)
     )
     response = links.verify(token)
     assert response.json["code"] == "token_revoked"
@@ -124,3 +124,52 @@ def test_an_odd_content_length_goes_to_flask_and_is_answered_there(client, links
     assert response.status_code == 400
     assert response.mimetype == "application/problem+json"
     assert response.json["code"] == "invalid_json"
+
+
+STORE_READS = ("token_state", "issue_state", "find_key", "get_tenant", "tenant_info", "settings")
+
+
+@pytest.mark.parametrize("caller", ("tenant key", "platform key"))
+def test_a_good_click_in_a_tenant_is_one_store_read(app, client, monkeypatch, caller):
+    admin = auth("admin-key")
+    made = client.post(
+        "/v1/admin/tenants",
+        json={"tenant_id": "acme", "portal_base_url": "https://acme.example.com", "reason": "r"},
+        headers=admin,
+    )
+    assert made.status_code == 201
+    key = client.post(
+        "/v1/tenants/acme/admin/keys",
+        json={"name": "acme-all", "roles": ["admin", "issuer", "portal"], "reason": "r"},
+        headers=admin,
+    ).json["key"]
+    acme = {"Authorization": f"Bearer {key}"}
+    client.patch("/v1/admin/settings", json={"auto_login_enabled": True}, headers=acme)
+    url = client.post(
+        "/v1/links",
+        json={"user_id": "42", "email": "a@example.com", "recipients": {"to": ["a@example.com"]}},
+        headers=acme,
+    ).json["url"]
+    token = url.partition("auto_login=")[2]
+    path, headers = (
+        ("/v1/tokens/verify", acme)
+        if caller == "tenant key"
+        else ("/v1/tenants/acme/tokens/verify", auth("portal-key"))
+    )
+    assert client.post(path, json={"token": token}, headers=headers).status_code == 200
+    calls = []
+    store_class = type(app.extensions["store"])
+    for name in STORE_READS:
+        real = getattr(store_class, name)
+
+        def counted(self, *args, _real=real, _name=name, **kwargs):
+            calls.append(_name)
+            return _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(store_class, name, counted)
+
+    response = client.post(path, json={"token": token}, headers=headers)
+
+    assert response.status_code == 200 and response.json["user_id"] == "42"
+    # The key (a tenant key's record), the tenant and the epochs: one read.
+    assert calls == ["token_state"]

@@ -109,7 +109,11 @@ def test_issue_then_verify_round_trips_to_the_same_claims(issued):
     token, claims, (user_id, state, target, ttl, now, kid) = issued
     assert verify_token(token, RING) == claims
     assert claims.user_id == user_id and claims.target == target and claims.key_id == kid
-    assert (claims.incarnation, claims.epoch, claims.user_epoch) == tuple(state)
+    assert (claims.incarnation, claims.epoch, claims.user_epoch) == (
+        state.incarnation,
+        state.epoch,
+        state.user_epoch,
+    )
     assert claims.issued_at == int(now.timestamp())
     assert claims.expires_at - claims.issued_at == ttl
     check_epochs(claims, state)

@@ -16,7 +16,7 @@ import redis
 from redis.connection import Connection
 
 from service.errors import ConfigError, StoreDataError, StoreUnavailableError
-from service.store import Settings, Signin, open_store
+from service.store import Settings, Signin, TokenState, open_store
 from service.store.redis import RedisStore
 from tests.support.redis_keys import data, meta
 from tests.support.redis_server import RedisServer
@@ -492,10 +492,10 @@ def test_epochs_and_settings_survive_a_restart_with_appendonly(own_redis, how):
         getattr(own_redis, how)()
         own_redis.start()
         expected = (incarnation, 2, 1)
-        assert tuple(store.token_state("42")) == expected
+        assert store.token_state("42") == TokenState(*expected)
         reopened = RedisStore.from_url(own_redis.url, defaults=DEFAULTS)
         try:
-            assert tuple(reopened.token_state("42")) == expected
+            assert reopened.token_state("42") == TokenState(*expected)
             assert reopened.settings() == Settings(True, 3600)
             assert [e.action for e in reopened.audit_events(limit=1)] == ["settings.update"]
         finally:
