@@ -42,6 +42,9 @@ class TokenError(Exception):
     #: The user id of a token whose signature checked out, else ``None``.
     #: Only a genuine token's claims are believed.
     user_id: str | None = None
+    #: The store (tenant) incarnation a genuine token was issued in, else ``None``:
+    #: its sign-in entry belongs to that incarnation's log and no other.
+    incarnation: str | None = None
 
 
 class MalformedTokenError(TokenError):
@@ -62,15 +65,12 @@ class ExpiredTokenError(TokenError):
     reason = "expired"
     code = "token_expired"
 
-    def __init__(
-        self, message: str, *, user_id: str, expired_at: int, tenant: str | None = None
-    ) -> None:
+    def __init__(self, message: str, *, user_id: str, expired_at: int, incarnation: str) -> None:
         super().__init__(message)
         self.user_id = user_id
         #: The ``exp`` claim (seconds since the epoch) of the genuine token.
         self.expired_at = expired_at
-        #: The token's tenant digest (``None`` in a token from before tenants).
-        self.tenant = tenant
+        self.incarnation = incarnation
 
 
 class RevokedTokenError(TokenError):
@@ -87,9 +87,11 @@ class RevokedTokenError(TokenError):
         scope: str,
         token_epoch: int | str,
         current_epoch: int | str,
+        incarnation: str,
     ) -> None:
         super().__init__(message)
         self.user_id = user_id
+        self.incarnation = incarnation
         #: Which counter voided it: ``"store"``, ``"global"`` or ``"user"``.
         self.scope = scope
         #: The epoch (or store incarnation) the token was issued in.

@@ -157,5 +157,7 @@ class VerifyFastPath:
             environ[FAILED_VERIFICATION] = (token, e)
             return None
         self.ok_counter.inc()
-        self.signin_log.record(Signin(utcnow(), claims.user_id, "ok", ip, user_agent), tenant_id)
+        self.signin_log.record(
+            Signin(utcnow(), claims.user_id, "ok", ip, user_agent), tenant_id, claims.incarnation
+        )
         return (_ENCODER.encode(answer_json(claims)) + "\n").encode()

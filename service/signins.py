@@ -54,7 +54,7 @@ class SigninLog:
         #: prunes both logs (the admin API and the console flush before reading).
         self.enabled = enabled
         self.retention = timedelta(days=retention_days)
-        self._pending: list[tuple[str, Signin]] = []
+        self._pending: list[tuple[str, str | None, Signin]] = []
         #: Tenants written to since the last pruning (a Redis store prunes each apart).
         self._touched: set[str] = set()
         self._lock = threading.Lock()
@@ -66,15 +66,23 @@ class SigninLog:
         self._closed = False
         _live.add(self)
 
-    def record(self, signin: Signin, tenant_id: str = "default") -> None:
-        """Queue one entry of ``tenant_id``'s log; it reaches the store within ``FLUSH_SECONDS``."""
+    def record(
+        self, signin: Signin, tenant_id: str = "default", incarnation: str | None = None
+    ) -> None:
+        """Queue one entry of ``tenant_id``'s log; it reaches the store within ``FLUSH_SECONDS``.
+
+        :param incarnation: the store incarnation of the token's tenant: the
+            entry is written only while the tenant still has it, so a click
+            on a tenant deleted (or a store lost) meanwhile reaches no log of
+            a tenant made since under the same id.
+        """
         if not self.enabled:
             return
         with self._lock:
             if self._pid != os.getpid():  # forked: the parent's buffer and locks are not ours
                 self._pending, self._thread, self._pid = [], None, os.getpid()
                 self._flush_lock = threading.Lock()
-            self._pending.append((tenant_id, signin))
+            self._pending.append((tenant_id, incarnation, signin))
             full = len(self._pending) >= MAX_PENDING
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="signin-log", daemon=True)
@@ -93,12 +101,12 @@ class SigninLog:
                 return
             with self._lock:
                 batch, self._pending = self._pending, []
-            by_tenant: dict[str, list[Signin]] = {}
-            for tenant_id, signin in batch:
-                by_tenant.setdefault(tenant_id, []).append(signin)
-            for tenant_id, signins in by_tenant.items():
+            by_tenant: dict[tuple[str, str | None], list[Signin]] = {}
+            for tenant_id, incarnation, signin in batch:
+                by_tenant.setdefault((tenant_id, incarnation), []).append(signin)
+            for (tenant_id, incarnation), signins in by_tenant.items():
                 try:
-                    self.store.tenant(tenant_id).record_signins(signins)
+                    self.store.tenant(tenant_id).record_signins(signins, incarnation)
                 except StoreError as e:
                     # The clicks were answered already; the log loses these entries.
                     log.warning("sign-in log: %d entries not written: %s", len(signins), e)

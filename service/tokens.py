@@ -403,7 +403,7 @@ def verify_token(
             "token expired",
             user_id=claims.user_id,
             expired_at=claims.expires_at,
-            tenant=claims.tenant,
+            incarnation=claims.incarnation,
         )
     return claims
 
@@ -447,4 +447,5 @@ def check_epochs(claims: Claims, state: TokenState) -> None:
                 scope=scope,
                 token_epoch=token_epoch,
                 current_epoch=current_epoch,
+                incarnation=claims.incarnation,
             )

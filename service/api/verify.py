@@ -49,10 +49,16 @@ def parse_client(value: Any) -> tuple[str | None, str | None]:
     return out[0], out[1]
 
 
-def record_signin(user_id: str, outcome: str, ip: str | None, user_agent: str | None) -> None:
-    """Queue an entry of this tenant's sign-in log (when enabled); see service/signins.py."""
+def record_signin(
+    user_id: str, outcome: str, ip: str | None, user_agent: str | None, incarnation: str
+) -> None:
+    """Queue an entry of this tenant's sign-in log (when enabled); see service/signins.py.
+
+    :param incarnation: the token's: a token of a tenant deleted and made
+        again under its id is logged in no log of the new one.
+    """
     current_app.extensions["signin_log"].record(
-        Signin(utcnow(), user_id, outcome, ip, user_agent), g.tenant_id
+        Signin(utcnow(), user_id, outcome, ip, user_agent), g.tenant_id, incarnation
     )
 
 
@@ -100,12 +106,12 @@ def verify() -> Any:
     except TokenError as e:
         counter.labels(e.code).inc()
         # Only a genuine token's user: expired or revoked, never invalid.
-        if e.user_id is not None:
-            record_signin(e.user_id, e.code, ip, user_agent)
+        if e.user_id is not None and e.incarnation is not None:
+            record_signin(e.user_id, e.code, ip, user_agent, e.incarnation)
         _count_failure(ip)
         raise
     counter.labels("ok").inc()
-    record_signin(claims.user_id, "ok", ip, user_agent)
+    record_signin(claims.user_id, "ok", ip, user_agent, claims.incarnation)
     return jsonify(answer_json(claims))
 
 

@@ -257,8 +257,12 @@ class Store(Protocol):
         """Raise ``user_id``'s epoch by one atomically, audit it, return the new one."""
         ...
 
-    def record_signins(self, signins: Sequence[Signin]) -> None:
-        """Append several entries to the sign-in log in one transaction or round trip."""
+    def record_signins(self, signins: Sequence[Signin], incarnation: str | None = None) -> None:
+        """Append several entries to the sign-in log in one transaction or round trip.
+
+        :param incarnation: write them only while the tenant has this
+            incarnation (the tokens' own); ``None``: whichever it has.
+        """
         ...
 
     def signins(self, *, user_id: str | None, limit: int) -> list[Signin]:

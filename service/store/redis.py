@@ -847,7 +847,7 @@ class RedisStore:
         args = (user_id, now.timestamp(), actor, reason)
         return int(self._run(self._revoke_script, args))
 
-    def record_signins(self, signins: Sequence[Signin]) -> None:
+    def record_signins(self, signins: Sequence[Signin], incarnation: str | None = None) -> None:
         """Append entries to the sign-in log: one round trip per ``SIGNIN_BATCH`` entries."""
         args: list[Any] = []
         for s in signins:
@@ -856,7 +856,9 @@ class RedisStore:
         step = 3 * lua.SIGNIN_BATCH
         with self._guard:
             for i in range(0, len(args), step):
-                self._signins_script(self._meta_keys, [self._base, *args[i : i + step]])
+                self._signins_script(
+                    self._meta_keys, [self._base, incarnation or "", *args[i : i + step]]
+                )
 
     def prune(self, *, before: datetime, tenants: Sequence[str] = ()) -> None:
         """Drop the log entries older than ``before`` of this tenant and of ``tenants``."""

@@ -217,16 +217,17 @@ end
 return {meta, epochs}
 """
 )
-# ARGV: base, then (at, entry, user) for each sign-in of the batch. A tenant
-# deleted since the clicks gets nothing: its log is gone with it.
+# ARGV: base, the incarnation the clicks were of ('' for any), then (at,
+# entry, user) for each sign-in of the batch. A tenant deleted (or made
+# again) since the clicks gets nothing: their log is gone with it.
 SIGNINS = (
     APPEND
     + """
 local inc = redis.call('HGET', KEYS[1], 'incarnation')
-if not inc then return 0 end
+if not inc or (ARGV[2] ~= '' and ARGV[2] ~= inc) then return 0 end
 local base = ARGV[1] .. inc .. ':'
 local userprefix = base .. 'signins:'
-for i = 2, #ARGV, 3 do
+for i = 3, #ARGV, 3 do
   local seq, member = append(base .. 'seq', base .. 'signins', base .. 'signins_at',
     ARGV[i], ARGV[i + 1], userprefix)
   local userkey = userprefix .. ARGV[i + 2]

@@ -860,13 +860,13 @@ class SqliteStore:
             )
         return int(row[0])
 
-    def record_signins(self, signins: Sequence[Signin]) -> None:
+    def record_signins(self, signins: Sequence[Signin], incarnation: str | None = None) -> None:
         with self._write(log=True) as conn:
             row = conn.execute(
                 "SELECT incarnation FROM tenants WHERE tenant_id = ?", (self.tenant_id,)
             ).fetchone()
-            if row is None:
-                return  # the tenant was deleted since the clicks: its log is gone too
+            if row is None or incarnation not in (None, row[0]):
+                return  # the tenant the clicks were of is gone, and its log with it
             tenant = row[0]
             rows = [(tenant, _ts(s.at), s.user_id, s.outcome, s.ip, s.user_agent) for s in signins]
             start = 0

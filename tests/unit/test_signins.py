@@ -35,9 +35,9 @@ class PruneGate(SqliteStore):
         assert self.may_finish.wait(WAIT_SECONDS)
         super().prune(before=before)
 
-    def record_signins(self, signins) -> None:
+    def record_signins(self, signins, incarnation=None) -> None:
         self._note("record_signins")
-        super().record_signins(signins)
+        super().record_signins(signins, incarnation)
 
     def _note(self, call: str) -> None:
         if self.closed:
