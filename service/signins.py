@@ -119,12 +119,9 @@ class SigninLog:
         if self._next_prune is not None and now < self._next_prune:
             return
         self._next_prune = now + PRUNE_EVERY
-        touched, self._touched = sorted(self._touched - {"default"}), set()
+        touched, self._touched = sorted(self._touched), set()
         try:
-            if touched:
-                self.store.prune(before=now - self.retention, tenants=touched)
-            else:
-                self.store.prune(before=now - self.retention)
+            self.store.prune(before=now - self.retention, tenants=touched)
         except StoreError as e:
             log.warning("sign-in log: pruning failed: %s", e)
 

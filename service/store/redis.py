@@ -292,6 +292,7 @@ class RedisStore:
         self._issue_script = script(lua.ISSUE_STATE)
         self._signins_script = script(lua.SIGNINS)
         self._prune_script = script(lua.PRUNE)
+        self._prune_platform_script = script(lua.PRUNE_PLATFORM)
         self._counter_script = script(lua.COUNTER_INCR)
         self._update_tenant_script = script(lua.UPDATE_TENANT)
         self._delete_tenant_script = script(lua.DELETE_TENANT)
@@ -870,13 +871,10 @@ class RedisStore:
                     args = [view._base, before_ts, lua.PRUNE_BATCH, name]
                     while self._prune_script(view._meta_keys, args) == lua.PRUNE_BATCH:
                         pass
-            if self.tenant_id == DEFAULT_TENANT:  # the platform's log rides with default's
-                at_key = self._platform_log[2]
-                old = self.redis.zrangebyscore(at_key, "-inf", before_ts, 0, lua.PRUNE_BATCH)
-                for seq in old:
-                    self.redis.zremrangebyscore(self._platform_log[1], seq, seq)
-                if old:
-                    self.redis.zrem(at_key, *old)
+            # The platform's log belongs to no tenant: every prune prunes it.
+            args = [before_ts, lua.PRUNE_BATCH]
+            while self._prune_platform_script(self._platform_log[1:], args) == lua.PRUNE_BATCH:
+                pass
 
     def counter_incr(self, key: str, *, expiry_seconds: int, amount: int = 1) -> int:
         """Add ``amount`` to ``key``'s window (a new one expires in ``expiry_seconds``)."""

@@ -32,6 +32,7 @@ __all__ = [
     "PLATFORM_AUDIT",
     "PRUNE",
     "PRUNE_BATCH",
+    "PRUNE_PLATFORM",
     "REVOKE",
     "REVOKE_KEY",
     "SETTINGS",
@@ -247,23 +248,33 @@ if value == tonumber(ARGV[1]) then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
 return value
 """
 
-# KEYS: meta; ARGV: base, '(' .. before, batch size, 'audit' or 'signins'.
-PRUNE = """
+# Drop up to ``batch`` entries older than ``before`` ('(' .. seconds) from a log.
+PRUNE_LOG = """
+local function prune(log, at, before, batch, userprefix)
+  local seqs = redis.call('ZRANGEBYSCORE', at, '-inf', before, 'LIMIT', 0, batch)
+  for _, seq in ipairs(seqs) do
+    for _, member in ipairs(redis.call('ZRANGEBYSCORE', log, seq, seq)) do
+      redis.call('ZREM', log, member)
+      if userprefix then redis.call('ZREM', userprefix .. cjson.decode(member)[3][1], member) end
+    end
+    redis.call('ZREM', at, seq)
+  end
+  return #seqs
+end
+"""
+# A tenant's log. KEYS: meta; ARGV: base, '(' .. before, batch size, 'audit' or 'signins'.
+PRUNE = (
+    PRUNE_LOG
+    + """
 local inc = redis.call('HGET', KEYS[1], 'incarnation')
 if not inc then return 0 end
 local base = ARGV[1] .. inc .. ':'
-local log, at = base .. ARGV[4], base .. ARGV[4] .. '_at'
 local userprefix = ARGV[4] == 'signins' and base .. 'signins:' or nil
-local seqs = redis.call('ZRANGEBYSCORE', at, '-inf', ARGV[2], 'LIMIT', 0, ARGV[3])
-for _, seq in ipairs(seqs) do
-  for _, member in ipairs(redis.call('ZRANGEBYSCORE', log, seq, seq)) do
-    redis.call('ZREM', log, member)
-    if userprefix then redis.call('ZREM', userprefix .. cjson.decode(member)[3][1], member) end
-  end
-  redis.call('ZREM', at, seq)
-end
-return #seqs
+return prune(base .. ARGV[4], base .. ARGV[4] .. '_at', ARGV[2], ARGV[3], userprefix)
 """
+)
+# The platform's log. KEYS: audit, audit_at; ARGV: '(' .. before, batch size.
+PRUNE_PLATFORM = PRUNE_LOG + "return prune(KEYS[1], KEYS[2], ARGV[1], ARGV[2], nil)\n"
 PRUNE_BATCH = 500
 
 # The platform's own log. KEYS: seq, audit, audit_at; ARGV: at, actor, action, detail.

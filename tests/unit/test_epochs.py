@@ -141,6 +141,22 @@ def test_prune_drops_only_old_entries(store):
     assert [e.action for e in store.audit_events(limit=10)] == ["epoch.bump", "store.create"]
 
 
+def test_prune_drops_old_entries_of_every_tenant_named_and_of_the_platform(store):
+    old, new = T0 - timedelta(days=100), T0
+    store.create_tenant("acme", "https://acme.example.com", actor="p", reason="r", now=old)
+    store.create_tenant("globex", "https://globex.example.com", actor="p", reason="r", now=new)
+    acme = store.tenant("acme")
+    acme.record_signins([Signin(old, "a", "ok")])
+    acme.record_signins([Signin(new, "a", "token_expired")])
+
+    # Through any view: the platform's log belongs to no tenant.
+    store.tenant("globex").prune(before=T0 - timedelta(days=90), tenants=["acme"])
+
+    assert [s.outcome for s in acme.signins(user_id=None, limit=10)] == ["token_expired"]
+    assert acme.audit_events(limit=10) == []  # its creation was 100 days ago
+    assert [e.detail["tenant_id"] for e in store.platform_audit_events(limit=10)] == ["globex"]
+
+
 def test_each_new_store_gets_its_own_incarnation(store_url, tmp_path, options):
     first = open_store(store_url, defaults=DEFAULTS, options=options)
     if store_url.startswith("sqlite"):

@@ -27,13 +27,13 @@ class PruneGate(SqliteStore):
         self.prunes = 0
         self.pruned_by: set[str] = set()
 
-    def prune(self, *, before: datetime) -> None:
+    def prune(self, *, before: datetime, tenants=()) -> None:
         self._note("prune")
         self.prunes += 1
         self.pruned_by.add(threading.current_thread().name)
         self.pruning.set()
         assert self.may_finish.wait(WAIT_SECONDS)
-        super().prune(before=before)
+        super().prune(before=before, tenants=tenants)
 
     def record_signins(self, signins, incarnation=None) -> None:
         self._note("record_signins")
