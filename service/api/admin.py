@@ -13,7 +13,7 @@ from flask import Blueprint, current_app, g, jsonify, request
 from service import admin
 from service.clock import isoformat, utcnow
 from service.http import read_json, require_role
-from service.tenancy import path_tenant, portal_base_url, store
+from service.tenancy import path_tenant, store, tenant_info, tenant_portal
 
 bp = Blueprint("admin", __name__, url_prefix="/v1/admin")
 bp.url_value_preprocessor(lambda _endpoint, values: path_tenant(values))
@@ -32,19 +32,16 @@ def _max_ttl() -> int:
 @bp.get("/settings")
 def get_settings() -> Any:
     """Return the current settings."""
-    info = store().tenant_info()
-    return jsonify(
-        admin.settings_json(info.settings, _max_ttl(), portal_base_url(info.portal_base_url))
-    )
+    info = tenant_info()
+    return jsonify(admin.settings_json(info.settings, _max_ttl(), tenant_portal()))
 
 
 @bp.patch("/settings")
 def update_settings() -> Any:
     """Change the switch or the default lifetime, for every worker at once."""
     # The store applies the change and its audit event atomically.
-    tenant = store()
-    answer = admin.update_settings(tenant, read_json(), _max_ttl(), actor=g.actor, now=utcnow())
-    answer["portal_base_url"] = portal_base_url(tenant.tenant_info().portal_base_url)
+    answer = admin.update_settings(store(), read_json(), _max_ttl(), actor=g.actor, now=utcnow())
+    answer["portal_base_url"] = tenant_portal()  # no settings change moves it
     return jsonify(answer)
 
 

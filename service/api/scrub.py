@@ -10,7 +10,7 @@ from flask import Blueprint, current_app, g, jsonify
 from service.errors import ApiError
 from service.http import read_json, require_role
 from service.scrub import CONTENT_TYPES, scrub_text
-from service.tenancy import path_tenant, portal_base_url, store
+from service.tenancy import path_tenant, store, tenant_portal
 
 bp = Blueprint("scrub", __name__, url_prefix="/v1")
 bp.url_value_preprocessor(lambda _endpoint, values: path_tenant(values))
@@ -32,19 +32,16 @@ def scrub() -> Any:
             400, "invalid_request", f"content_type: must be {' or '.join(CONTENT_TYPES)}"
         )
     deployment = current_app.extensions["deployment"]
-    # No epoch read: a revoked token has leaked all the same. The default
-    # tenant scrubs with no store read at all, so that it works while the
-    # store is down; another tenant's portal address is read from the store.
-    tenant = store()
-    configured = None if g.tenant_id == "default" else tenant.tenant_info().portal_base_url
+    # No epoch read: a revoked token has leaked all the same (default's
+    # portal address needs no read either: scrubbing works while the store is down).
     result = scrub_text(
         text,
         content_type=content_type,
         ring=current_app.extensions["ring"],
-        base_url=portal_base_url(configured),
+        base_url=tenant_portal(),
         token_param=deployment.token_param,
         tenant_id=g.tenant_id,
-        legacy_before=tenant.legacy_before,
+        legacy_before=store().legacy_before,
     )
     if result.removed:
         log.info(

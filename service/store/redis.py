@@ -669,7 +669,8 @@ class RedisStore:
 
     def get_tenant(self, tenant_id: str) -> TenantInfo:
         """Return one tenant, or raise ``TenantNotFoundError``."""
-        return self.tenant(tenant_id).tenant_info()
+        view = self.tenant(tenant_id)
+        return view._info(tenant_id, view._raw_meta())
 
     def list_tenants(self, *, after: str | None, prefix: str, limit: int) -> list[TenantInfo]:
         """Return up to ``limit`` tenants by id: after ``after``, ids starting ``prefix``."""

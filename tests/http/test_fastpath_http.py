@@ -8,6 +8,7 @@ import logging
 import pytest
 
 from tests.conftest import auth
+from tests.support.store_calls import count_store_calls
 
 
 def _verify_raw(client, body: str):
@@ -126,9 +127,6 @@ def test_an_odd_content_length_goes_to_flask_and_is_answered_there(client, links
     assert response.json["code"] == "invalid_json"
 
 
-STORE_READS = ("token_state", "issue_state", "find_key", "get_tenant", "tenant_info", "settings")
-
-
 @pytest.mark.parametrize("caller", ("tenant key", "platform key"))
 def test_a_good_click_in_a_tenant_is_one_store_read(app, client, monkeypatch, caller):
     admin = auth("admin-key")
@@ -157,16 +155,7 @@ def test_a_good_click_in_a_tenant_is_one_store_read(app, client, monkeypatch, ca
         else ("/v1/tenants/acme/tokens/verify", auth("portal-key"))
     )
     assert client.post(path, json={"token": token}, headers=headers).status_code == 200
-    calls = []
-    store_class = type(app.extensions["store"])
-    for name in STORE_READS:
-        real = getattr(store_class, name)
-
-        def counted(self, *args, _real=real, _name=name, **kwargs):
-            calls.append(_name)
-            return _real(self, *args, **kwargs)
-
-        monkeypatch.setattr(store_class, name, counted)
+    calls = count_store_calls(monkeypatch, app)
 
     response = client.post(path, json={"token": token}, headers=headers)
 

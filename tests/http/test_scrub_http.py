@@ -13,6 +13,7 @@ import pytest
 from service.api.ops import openapi_document
 from tests.conftest import PORTAL, auth
 from tests.http.test_openapi_http import check_answer, validator
+from tests.support.store_calls import count_store_calls
 
 SAFELINKS = "https://eur01.safelinks.protection.outlook.com/?url="
 FORGED = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiI0MiJ9.c2lnbmF0dXJlLW9mLW5vYm9keS1hdC1hbGwtYXQtYWxs"
@@ -223,3 +224,24 @@ def test_the_log_says_how_many_but_never_the_token(client, enabled, caplog):
     assert token not in caplog.text
     for part in token.split("."):
         assert part not in caplog.text
+
+
+def test_scrub_in_a_named_tenant_reads_the_tenant_once(app, client, monkeypatch):
+    # The tenant's portal address comes from the read that found the tenant.
+    made = client.post(
+        "/v1/admin/tenants",
+        json={"tenant_id": "acme", "portal_base_url": "https://acme.example.com", "reason": "r"},
+        headers=auth("admin-key"),
+    )
+    assert made.status_code == 201
+    calls = count_store_calls(monkeypatch, app)
+
+    response = client.post(
+        "/v1/tenants/acme/scrub",
+        json={"text": "see https://acme.example.com/t?auto_login=abc"},
+        headers=auth("issuer-key"),
+    )
+
+    assert response.status_code == 200
+    assert response.json["text"] == "see https://acme.example.com/t"
+    assert calls == ["get_tenant"]
