@@ -30,6 +30,7 @@ __all__ = [
     "init_app",
     "log_server_error",
     "log_store_error",
+    "query_or_body",
     "read_json",
     "require_role",
     "whole_number",
@@ -99,6 +100,18 @@ def read_json() -> dict[str, Any]:
     if "\\u" in text and not _encodable(body):
         raise ApiError(400, "invalid_json", "the body holds a lone Unicode surrogate")
     return body
+
+
+def query_or_body(name: str) -> Any:
+    """Return field ``name`` of the query string, else of the JSON body (if any), else ``None``.
+
+    For a ``DELETE``, which may carry its reason either way (``?reason=``,
+    or a body that some clients cannot send).
+    """
+    value = request.args.get(name)
+    if value is None and request.get_data(cache=True):
+        value = read_json().get(name)
+    return value
 
 
 def _encodable(value: Any) -> bool:

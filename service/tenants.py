@@ -20,11 +20,10 @@ from service.clock import isoformat
 from service.config import ROLES, check_portal_base_url
 from service.errors import ApiError, ConfigError, StoreError
 from service.store import DEFAULT_TENANT, KeyRecord, Store, TenantInfo
-from service.tenancy import new_tenant_key, validate_tenant_id
+from service.tenancy import new_tenant_key
 
 __all__ = [
     "KEY_NAME",
-    "MAX_TENANTS_PAGE",
     "Reaper",
     "create_key",
     "key_json",
@@ -38,8 +37,6 @@ log = logging.getLogger("service.tenants")
 
 #: Names of tenant API keys.
 KEY_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
-#: The most tenants one page lists.
-MAX_TENANTS_PAGE = 500
 #: Rows or keys of a deleted tenant the reaper removes per step, and its pause
 #: between steps: other tenants' calls pass between any two.
 REAP_BUDGET = 500
@@ -111,11 +108,6 @@ def create_key(
     del answer["last_used_at"]
     answer["key"] = text
     return answer
-
-
-def validate_new_tenant_id(value: Any) -> str:
-    """Return the id of a tenant to create, or raise ``invalid_request``."""
-    return validate_tenant_id(value)
 
 
 def refuse_default(tenant_id: str, what: str) -> None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, g, jsonify, request
+from flask import Blueprint, Response, g, jsonify
 
 from service import admin, tenants
 from service.clock import utcnow
-from service.http import read_json, require_role
+from service.http import query_or_body, read_json, require_role
 from service.tenancy import path_tenant, store
 
 bp = Blueprint("keys", __name__, url_prefix="/v1/admin/keys")
@@ -40,9 +40,6 @@ def list_keys() -> Any:
 def revoke_key(name: str) -> Any:
     """Revoke a key: unknown on every worker and host when this returns."""
     name = tenants.validate_key_name(name)
-    raw = request.args.get("reason")
-    if raw is None and request.get_data(cache=True):
-        raw = read_json().get("reason")
-    reason = admin.validate_reason(raw)
+    reason = admin.validate_reason(query_or_body("reason"))
     store().revoke_key(name, actor=g.actor, reason=reason, now=utcnow())
     return Response(status=204)

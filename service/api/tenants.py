@@ -13,7 +13,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 from service import admin, tenants
 from service.clock import isoformat, utcnow
 from service.errors import ApiError
-from service.http import read_json, require_role, whole_number
+from service.http import query_or_body, read_json, require_role
 from service.tenancy import validate_tenant_id
 
 bp = Blueprint("tenants", __name__, url_prefix="/v1/admin")
@@ -30,15 +30,6 @@ def _store() -> Any:
     return current_app.extensions["store"]
 
 
-def _reason(body: dict[str, Any] | None = None) -> str:
-    if body is None:
-        raw = request.args.get("reason")
-        if raw is None and request.get_data(cache=True):
-            raw = read_json().get("reason")
-        return admin.validate_reason(raw)
-    return admin.validate_reason(body.get("reason"))
-
-
 @bp.post("/tenants")
 @require_role("admin", platform_only=True)
 def create_tenant() -> Any:
@@ -47,7 +38,7 @@ def create_tenant() -> Any:
     tenant_id = validate_tenant_id(body.get("tenant_id"))
     development = current_app.extensions["deployment"].development
     portal = tenants.validate_portal(body.get("portal_base_url"), development=development)
-    reason = _reason(body)
+    reason = admin.validate_reason(body.get("reason"))
     info = _store().create_tenant(tenant_id, portal, actor=g.actor, reason=reason, now=utcnow())
     return jsonify(_json(info)), 201
 
@@ -56,13 +47,7 @@ def create_tenant() -> Any:
 @require_role("admin", platform_only=True)
 def list_tenants() -> Any:
     """List tenants by id, a page at a time (``after``), optionally by id prefix."""
-    limit = whole_number(request.args.get("limit", "100"), 1, tenants.MAX_TENANTS_PAGE)
-    if limit is None:
-        raise ApiError(
-            400,
-            "invalid_request",
-            f"limit: must be a whole number from 1 to {tenants.MAX_TENANTS_PAGE}",
-        )
+    limit = admin.validate_limit(request.args.get("limit", "100"))
     after = request.args.get("after")
     if after is not None:
         after = validate_tenant_id(after, "after")
@@ -98,7 +83,7 @@ def update_tenant(tenant_id: str) -> Any:
     tenants.refuse_default(tenant_id, "moved: its address is the deployment's PORTAL_BASE_URL")
     development = current_app.extensions["deployment"].development
     portal = tenants.validate_portal(body.get("portal_base_url"), development=development)
-    reason = _reason(body)
+    reason = admin.validate_reason(body.get("reason"))
     info = _store().update_tenant(tenant_id, portal, actor=g.actor, reason=reason, now=utcnow())
     return jsonify(_json(info))
 
@@ -109,7 +94,7 @@ def delete_tenant(tenant_id: str) -> Any:
     """Delete a tenant: its tokens and keys stop at once, its data goes in the background."""
     tenant_id = validate_tenant_id(tenant_id)
     tenants.refuse_default(tenant_id, "deleted")
-    reason = _reason()
+    reason = admin.validate_reason(query_or_body("reason"))
     _store().delete_tenant(tenant_id, actor=g.actor, reason=reason, now=utcnow())
     current_app.extensions["reaper"].kick()
     return Response(status=204)
