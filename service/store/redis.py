@@ -140,6 +140,11 @@ _TENANT_DATA = (
 )
 
 
+def _detail(**fields: Any) -> str:
+    """Return an audit event's detail as the logs keep it (JSON, keys sorted)."""
+    return json.dumps(fields, sort_keys=True)
+
+
 def _glob_escape(text: str) -> str:
     """Return ``text`` as a SCAN MATCH pattern matching itself alone."""
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
@@ -645,10 +650,7 @@ class RedisStore:
     ) -> TenantInfo:
         """Create a tenant (auto-login off, default lifetime); ``ConflictError`` if it exists."""
         view = self.tenant(tenant_id)
-        detail = json.dumps(
-            {"portal_base_url": portal_base_url, "reason": reason, "tenant_id": tenant_id},
-            sort_keys=True,
-        )
+        detail = _detail(portal_base_url=portal_base_url, reason=reason, tenant_id=tenant_id)
         with self._guard:
             # Listed first, made second (on a Cluster two slots, two writes): a
             # crash between leaves a listed id that does not exist (every call
@@ -696,10 +698,7 @@ class RedisStore:
     ) -> TenantInfo:
         """Move a tenant's portal address; audited in both logs."""
         view = self.tenant(tenant_id)
-        detail = json.dumps(
-            {"portal_base_url": portal_base_url, "reason": reason, "tenant_id": tenant_id},
-            sort_keys=True,
-        )
+        detail = _detail(portal_base_url=portal_base_url, reason=reason, tenant_id=tenant_id)
         with self._guard:
             reply = self._update_tenant_script(
                 view._meta_keys, [view._base, portal_base_url, now.timestamp(), actor, detail]
@@ -727,22 +726,22 @@ class RedisStore:
             if reply != incarnation:  # made again between the two reads: try once more
                 raise StoreUnavailableError(f"tenant {tenant_id!r} changed during its deletion")
             self.redis.zrem(self._tenants_key, tenant_id)
-        detail = json.dumps({"reason": reason, "tenant_id": tenant_id}, sort_keys=True)
+        detail = _detail(reason=reason, tenant_id=tenant_id)
         self._platform_audit(now.timestamp(), actor, "tenant.delete", detail)
 
     def reap(self, *, budget: int) -> bool:
         """Remove up to about ``budget`` keys of deleted tenants; True if more remain."""
         with self._guard:
-            member = self.redis.srandmember(self._trash_key)
-            if member is None:
-                return False
-            tenant_id, _, incarnation = member.partition(" ")
-            base = f"{self.key_prefix}{{{tenant_id}}}:"
-            if self.redis.hget(f"{base}meta", "incarnation") == incarnation:
-                return False  # still live (a delete under way): never reaped
+            # A few entries to choose from: one of a delete still under way
+            # (its tenant live) is never reaped, and must not stop the others.
+            for member in self.redis.srandmember(self._trash_key, 16):
+                tenant_id, _, incarnation = member.partition(" ")
+                base = f"{self.key_prefix}{{{tenant_id}}}:"
+                if self.redis.hget(f"{base}meta", "incarnation") != incarnation:
+                    break
+            else:
+                return False  # nothing in the trash, or only live incarnations
             data = f"{base}{incarnation}:"
-            # UNLINK frees a large hash or set in Redis's background thread:
-            # one step, whatever the tenant's size, never a stall.
             # The per-user sign-in sets, ``budget`` at a time: the users who
             # have one are listed in signin_users (no SCAN of the keyspace).
             users = self.redis.spop(f"{data}signin_users", budget)
@@ -783,10 +782,7 @@ class RedisStore:
         """Keep a new key's digest; ``ConflictError`` (``key_exists``) if the name is taken."""
         at = now.timestamp()
         record = json.dumps({"digest": digest.hex(), "roles": sorted(roles), "created_at": at})
-        detail = json.dumps(
-            {"name": name, "reason": reason, "roles": sorted(roles), "tenant_id": self.tenant_id},
-            sort_keys=True,
-        )
+        detail = _detail(name=name, reason=reason, roles=sorted(roles), tenant_id=self.tenant_id)
         made = self._run(self._create_key_script, [name, digest.hex(), record, at, actor, detail])
         if not made:
             raise ConflictError("key_exists", f"this tenant has a key named {name!r}")
@@ -818,9 +814,7 @@ class RedisStore:
     def revoke_key(self, name: str, *, actor: str, reason: str, now: datetime) -> None:
         """Forget key ``name`` at once; ``KeyNotFoundError`` if there is none."""
         at = now.timestamp()
-        detail = json.dumps(
-            {"name": name, "reason": reason, "tenant_id": self.tenant_id}, sort_keys=True
-        )
+        detail = _detail(name=name, reason=reason, tenant_id=self.tenant_id)
         if not self._run(self._revoke_key_script, [name, at, actor, detail]):
             raise KeyNotFoundError(name)
         self._platform_audit(at, actor, "key.revoke", detail)

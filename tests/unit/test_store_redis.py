@@ -668,3 +668,21 @@ def test_only_a_unix_url_may_name_its_database_in_the_query(server):
 
     with pytest.raises(ConfigError, match="STORE_URL sets 'db'"):
         open_store(f"{server.url}?db=1", defaults=DEFAULTS, options={})
+
+
+def test_a_live_tenant_left_in_the_trash_never_stops_the_reaping_of_the_others(store, raw, prefix):
+    for tenant in ("acme", "globex"):
+        store.create_tenant(tenant, f"https://{tenant}.example.com", actor="a", reason="r", now=T0)
+        store.tenant(tenant).revoke_user("42", actor="a", reason="r", now=T0)
+    gone = data(raw, prefix, "user_epochs", tenant="globex")
+    store.delete_tenant("globex", actor="a", reason="r", now=T0)
+    # A delete of acme that stopped after its trash entry (acme is still live).
+    live = raw.hget(meta(prefix, "acme"), "incarnation")
+    raw.sadd(f"{prefix}{{_platform}}:trash", f"acme {live}")
+
+    for _ in range(100):  # bounded: each step removes something or says it is done
+        if not store.reap(budget=10):
+            break
+
+    assert not raw.exists(gone)
+    assert store.tenant("acme").token_state("42").user_epoch == 1  # the live one untouched
