@@ -20,7 +20,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from flask import Flask
 from jwt.algorithms import HMACAlgorithm
@@ -59,8 +58,8 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 #: path of RFC 3986 characters; no user, query, fragment, space or control
 #: character (the same pattern as PortalBaseUrl in service/openapi.json).
 _PORTAL_URL = re.compile(
-    r"https?://[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*(?::[0-9]{1,5})?"
+    r"(?P<scheme>https?)://[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*(?::(?P<port>[0-9]{1,5}))?"
     r"(?:/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@]|%[0-9A-Fa-f]{2})*)*"
 )
 
@@ -171,22 +170,20 @@ def check_portal_base_url(value: Any, development: bool) -> str:
             "PORTAL_BASE_URL is required outside development: set it to the portal's origin, "
             "e.g. https://portal.example.com (in $SERVICE_CONFIG or LINKS_PORTAL_BASE_URL)"
         )
-    if not _PORTAL_URL.fullmatch(value):
+    # The pattern leaves no user, query, fragment, space or control character.
+    match = _PORTAL_URL.fullmatch(value)
+    if match is None:
         raise ConfigError(
             f"PORTAL_BASE_URL {value!r} must be an http(s) origin with a host name, an "
             "optional port and path (URI characters only), nothing more"
         )
-    parts = urlsplit(value)
-    port = parts.netloc.rpartition(":")[2] if ":" in parts.netloc else ""
-    if port and not 0 < int(port) < 65536:  # urlsplit's .port would raise ValueError
+    if match["port"] is not None and not 0 < int(match["port"]) < 65536:
         raise ConfigError(f"PORTAL_BASE_URL {value!r} has a port outside 1 .. 65535")
-    if parts.scheme != "https" and not development:
+    if match["scheme"] != "https" and not development:
         raise ConfigError(
             "PORTAL_BASE_URL must use https outside development: a login link sent over "
             "plain http can be read on the way"
         )
-    if parts.query or parts.fragment or parts.username or parts.password:
-        raise ConfigError("PORTAL_BASE_URL must be an origin and optional path, nothing more")
     return value.rstrip("/")
 
 

@@ -22,7 +22,7 @@ from binascii import a2b_base64
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any, NamedTuple
 
 from jwt.algorithms import HMACAlgorithm
@@ -151,7 +151,7 @@ class Claims(NamedTuple):
     tenant: str | None = None
 
 
-@cache
+@lru_cache(maxsize=4096)  # bounded: a platform key may name any well-formed id
 def tenant_claim(tenant_id: str) -> str:
     """Return the purpose claim of ``tenant_id``'s tokens: 12 base64url characters of SHA-256.
 
