@@ -13,15 +13,23 @@ from datetime import timedelta
 import pytest
 
 from tests.conftest import PORTAL, auth
+from tests.support.tenants import (
+    ACME,
+    ADMIN,
+    GLOBEX,
+    ISSUER,
+    LINK,
+    PORTAL_KEY,
+    assert_problem,
+    bearer,
+    get,
+    issue,
+    token,
+    verify,
+)
 
-ADMIN = auth("admin-key")
 OPS = auth("ops-key")  # a platform key with every role
-ISSUER = auth("issuer-key")
-PORTAL_KEY = auth("portal-key")
-ACME = "https://acme.portal.example.com"
-GLOBEX = "https://globex.portal.example.com"
 PORTALS = {"acme": ACME, "globex": GLOBEX, "default": PORTAL}
-LINK = {"user_id": "42", "email": "alice@example.com", "recipients": {"to": ["alice@example.com"]}}
 
 #: Every tenant-scoped call: (method, path after /v1/tenants/{t}, body, roles that may call it).
 TENANT_CALLS = (
@@ -54,26 +62,9 @@ LACKING = {
 MALFORMED = ("Acme", "a_b", "-a", "a-", "a" * 64, "acme.eu")
 
 
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
-
-
-def assert_problem(response, status: int, code: str) -> None:
-    assert response.status_code == status, response.json
-    assert response.headers["Content-Type"] == "application/problem+json"
-    assert response.json["code"] == code
-    assert response.json["status"] == status
-
-
 def call(client, method, path, body, headers, tenant=None):
     prefix = "" if tenant is None else f"/tenants/{tenant}"
     return client.open(f"/v1{prefix}{path}", method=method, json=body, headers=headers)
-
-
-def get(client, path, headers=ADMIN, **query) -> dict:
-    response = client.get(path, query_string=query, headers=headers)
-    assert response.status_code == 200, response.json
-    return response.json
 
 
 def make_tenant(client, tenant_id, portal) -> dict[str, str]:
@@ -100,24 +91,6 @@ def keys(client) -> dict[str, dict[str, str]]:
         "acme": make_tenant(client, "acme", ACME),
         "globex": make_tenant(client, "globex", GLOBEX),
     }
-
-
-def issue(client, tenant, user_id="42", headers=ISSUER, **body):
-    return client.post(
-        f"/v1/tenants/{tenant}/links", json={**LINK, "user_id": user_id, **body}, headers=headers
-    )
-
-
-def token(client, tenant, user_id="42", **body) -> str:
-    response = issue(client, tenant, user_id, **body)
-    assert response.status_code == 200, response.json
-    assert response.json["auto_login"] is True, response.json
-    return response.json["url"].split("auto_login=", 1)[1]
-
-
-def verify(client, tenant, token_, headers=PORTAL_KEY):
-    path = "/v1/tokens/verify" if tenant is None else f"/v1/tenants/{tenant}/tokens/verify"
-    return client.post(path, json={"token": token_}, headers=headers)
 
 
 def state(client, tenant) -> dict:

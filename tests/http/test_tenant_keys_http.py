@@ -9,24 +9,11 @@ import uuid
 
 import pytest
 
-from tests.conftest import auth
+from tests.support.tenants import ACME, ADMIN, LINK, assert_problem, bearer, enable
 
-ADMIN = auth("admin-key")
 T0_ISO = "2026-11-25T10:00:00Z"
-ACME = "https://acme.portal.example.com"
-LINK = {"user_id": "42", "email": "alice@example.com", "recipients": {"to": ["alice@example.com"]}}
 #: "tk." + tenant + "." + 43 url-safe characters (32 random bytes).
 KEY_TEXT = r"tk\.{tenant}\.[A-Za-z0-9_-]{{43}}"
-
-
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
-
-
-def assert_problem(response, status: int, code: str) -> None:
-    assert response.status_code == status, response.json
-    assert response.headers["Content-Type"] == "application/problem+json"
-    assert response.json["code"] == code
 
 
 def make_tenant(client, tenant_id="acme") -> None:
@@ -58,13 +45,6 @@ def listed(client, tenant=None, headers=ADMIN) -> list[dict]:
 
 def revoke(client, name, *, tenant=None, headers=ADMIN, reason="keys test"):
     return client.delete(f"{keys_path(tenant)}/{name}", json={"reason": reason}, headers=headers)
-
-
-def enable(client, tenant="acme") -> None:
-    response = client.patch(
-        f"/v1/tenants/{tenant}/admin/settings", json={"auto_login_enabled": True}, headers=ADMIN
-    )
-    assert response.status_code == 200, response.json
 
 
 # -- making a key -----------------------------------------------------------------

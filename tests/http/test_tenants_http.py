@@ -15,21 +15,25 @@ import pytest
 
 from service.tokens import LEGACY_PURPOSE, tenant_claim
 from tests.conftest import PORTAL, auth
+from tests.support.tenants import (
+    ACME,
+    ADMIN,
+    GLOBEX,
+    ISSUER,
+    LINK,
+    PORTAL_KEY,
+    assert_problem,
+    bearer,
+    enable,
+    get,
+    token,
+    verify,
+)
 
-ADMIN = auth("admin-key")
-ISSUER = auth("issuer-key")
-PORTAL_KEY = auth("portal-key")
 T0_ISO = "2026-11-25T10:00:00Z"
-ACME = "https://acme.portal.example.com"
-GLOBEX = "https://globex.portal.example.com"
 DEFAULTS = {"auto_login_enabled": False, "token_ttl_seconds": 259200}
-LINK = {"user_id": "42", "email": "alice@example.com", "recipients": {"to": ["alice@example.com"]}}
 #: Longest wait for the background reaper (a bound on a poll, never a measure of speed).
 REAPER_DEADLINE_SECONDS = 10.0
-
-
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
 
 
 def create(client, tenant_id, portal=ACME, *, reason="onboarding", headers=ADMIN):
@@ -40,12 +44,6 @@ def create(client, tenant_id, portal=ACME, *, reason="onboarding", headers=ADMIN
 def made(client, tenant_id, portal=ACME) -> dict:
     response = create(client, tenant_id, portal)
     assert response.status_code == 201, response.json
-    return response.json
-
-
-def get(client, path, headers=ADMIN, **query) -> dict:
-    response = client.get(path, query_string=query, headers=headers)
-    assert response.status_code == 200, response.json
     return response.json
 
 
@@ -60,36 +58,8 @@ def new_key(client, tenant_id, name="all", roles=("issuer", "portal", "admin")) 
     return bearer(response.json["key"])
 
 
-def enable(client, tenant_id, **settings) -> None:
-    body = {"auto_login_enabled": True, **settings}
-    response = client.patch(f"/v1/tenants/{tenant_id}/admin/settings", json=body, headers=ADMIN)
-    assert response.status_code == 200, response.json
-
-
-def token(client, tenant_id, user_id="42") -> str:
-    response = client.post(
-        f"/v1/tenants/{tenant_id}/links", json={**LINK, "user_id": user_id}, headers=ISSUER
-    )
-    assert response.status_code == 200, response.json
-    assert response.json["auto_login"] is True, response.json
-    return response.json["url"].split("auto_login=", 1)[1]
-
-
-def verify(client, tenant_id, token_, headers=PORTAL_KEY):
-    return client.post(
-        f"/v1/tenants/{tenant_id}/tokens/verify", json={"token": token_}, headers=headers
-    )
-
-
 def actions(events: list[dict]) -> list[str]:
     return [e["action"] for e in events]
-
-
-def assert_problem(response, status: int, code: str) -> None:
-    assert response.status_code == status, response.json
-    assert response.headers["Content-Type"] == "application/problem+json"
-    assert response.json["code"] == code
-    assert response.json["status"] == status
 
 
 def ids(client, **query) -> list[str]:
