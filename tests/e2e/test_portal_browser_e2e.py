@@ -8,7 +8,6 @@ docs/screenshots/portal-signed-in.png and portal-link-revoked.png.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 
@@ -20,6 +19,7 @@ from service.emails import render_ticket_update
 from tests.conftest import API_KEYS, SECRETS, production_config, sqlite_url
 from tests.e2e.test_gunicorn_e2e import bump, enable
 from tests.support.browser import chromium
+from tests.support.example_portal import load_example_portal
 from tests.support.gunicorn_server import ROOT, GunicornServer, free_port
 from tests.support.service_thread import serving
 
@@ -27,12 +27,7 @@ SCREENSHOTS = ROOT / "docs" / "screenshots"
 
 
 def _portal_module():
-    spec = importlib.util.spec_from_file_location(
-        "example_portal_app", ROOT / "examples" / "portal" / "app.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_example_portal("example_portal_app")
 
 
 @pytest.fixture

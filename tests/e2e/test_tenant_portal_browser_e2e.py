@@ -9,7 +9,6 @@ its own tenant issuer key; the portal verifies with one platform portal key.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import time
 
@@ -20,7 +19,8 @@ from service.client import LinkClient
 from service.emails import render_ticket_update
 from tests.conftest import API_KEYS, SECRETS, production_config, sqlite_url
 from tests.support.browser import chromium
-from tests.support.gunicorn_server import ROOT, GunicornServer, free_port
+from tests.support.example_portal import load_example_portal
+from tests.support.gunicorn_server import GunicornServer, free_port
 from tests.support.service_thread import serving
 
 ADMIN = {"Authorization": f"Bearer {API_KEYS['admin-key'][0]}"}
@@ -28,12 +28,7 @@ USERS = {"acme": "alice@acme.example.com", "globex": "gloria@globex.example.com"
 
 
 def _portal_module():
-    spec = importlib.util.spec_from_file_location(
-        "example_portal_app_tenant_e2e", ROOT / "examples" / "portal" / "app.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_example_portal("example_portal_app_tenant_e2e")
 
 
 def _call(service, method: str, path: str, body: dict) -> dict:

@@ -6,12 +6,10 @@ tenant each host asks and whose user a link or a password signs in.
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 
 from tests.conftest import API_KEYS
-from tests.support.gunicorn_server import ROOT
+from tests.support.example_portal import load_example_portal
 
 GOOD = {"user_id": "42", "target": "/tickets/1234", "issued_at": "x", "expires_at": "y"}
 ACME = "http://acme.localhost:8080/"
@@ -19,12 +17,7 @@ GLOBEX = "http://globex.localhost:8080/"
 
 
 def _portal_module():
-    spec = importlib.util.spec_from_file_location(
-        "example_portal_app_tenants", ROOT / "examples" / "portal" / "app.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_example_portal("example_portal_app_tenants")
 
 
 @pytest.fixture
