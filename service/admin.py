@@ -8,6 +8,7 @@ same audit event (with the caller's API key name as the actor).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -17,7 +18,7 @@ from service.config import MIN_TTL_SECONDS
 from service.errors import ApiError
 from service.http import whole_number
 from service.links import json_integer, validate_user_id
-from service.store import EpochInfo, Settings, Store
+from service.store import EpochInfo, LinkRecord, LinkRevocation, Settings, Store
 
 __all__ = [
     "MAX_LIMIT",
@@ -36,7 +37,13 @@ __all__ = [
 MAX_REASON = 500
 #: The most log entries one read returns.
 MAX_LIMIT = 500
-SETTINGS = ("auto_login_enabled", "token_ttl_seconds")
+SETTINGS = ("auto_login_enabled", "token_ttl_seconds", "bind_to_first_device", "role_mailboxes")
+#: A role mailbox list's limits.
+MAX_ROLE_MAILBOXES = 200
+ROLE_MAILBOX = re.compile(r"[a-z0-9._-]{1,64}")
+#: A link id: a token's ``jti``.
+LINK_ID = re.compile(r"[A-Za-z0-9_-]{16,32}")
+LINK_STATUSES = ("active", "revoked", "expired")
 
 
 def settings_json(
@@ -47,6 +54,8 @@ def settings_json(
         "auto_login_enabled": settings.auto_login_enabled,
         "token_ttl_seconds": settings.ttl_within(max_ttl),
         "max_token_ttl_seconds": max_ttl,
+        "bind_to_first_device": settings.bind_to_first_device,
+        "role_mailboxes": list(settings.role_mailboxes),
     }
     if portal_base_url is not None:
         answer["portal_base_url"] = portal_base_url
@@ -70,7 +79,7 @@ def validate_settings(body: Any, max_ttl: int) -> dict[str, Any]:
         return ApiError(400, "invalid_setting", detail)
 
     if not isinstance(body, Mapping) or not body:
-        raise refuse("send one or both of auto_login_enabled and token_ttl_seconds")
+        raise refuse(f"send one or more of {', '.join(SETTINGS)}")
     for name in body:
         if name == "max_token_ttl_seconds":
             raise refuse("max_token_ttl_seconds is deployment config (MAX_TOKEN_TTL_SECONDS)")
@@ -93,7 +102,32 @@ def validate_settings(body: Any, max_ttl: int) -> dict[str, Any]:
         if not MIN_TTL_SECONDS <= ttl <= max_ttl:
             raise refuse(f"token_ttl_seconds: must be between {MIN_TTL_SECONDS} and {max_ttl}")
         changes["token_ttl_seconds"] = ttl
+    if "bind_to_first_device" in body:
+        if not isinstance(body["bind_to_first_device"], bool):
+            raise refuse("bind_to_first_device: must be true or false")
+        changes["bind_to_first_device"] = body["bind_to_first_device"]
+    if "role_mailboxes" in body:
+        changes["role_mailboxes"] = validate_role_mailboxes(body["role_mailboxes"])
     return changes
+
+
+def validate_role_mailboxes(value: Any) -> tuple[str, ...]:
+    """Return a role mailbox list (sorted, each name once), or raise ``invalid_setting``."""
+    if not isinstance(value, list) or len(value) > MAX_ROLE_MAILBOXES:
+        raise ApiError(
+            400,
+            "invalid_setting",
+            f"role_mailboxes: must be a list of at most {MAX_ROLE_MAILBOXES} local parts",
+        )
+    for i, name in enumerate(value):
+        if not isinstance(name, str) or not ROLE_MAILBOX.fullmatch(name):
+            raise ApiError(
+                400,
+                "invalid_setting",
+                f"role_mailboxes[{i}]: must be 1 to 64 of a-z 0-9 . _ - (lower case, "
+                "the local part without @ or +tag)",
+            )
+    return tuple(sorted(set(value)))
 
 
 def validate_reason(value: Any) -> str:
@@ -135,3 +169,69 @@ def revoke_user(
     store.revoke_user(user_id, actor=actor, reason=reason, now=now)
     metrics.user_revocations.inc()
     return now
+
+
+def validate_link_id(value: Any) -> str:
+    """Return a well-formed link id, or raise ``invalid_request``."""
+    if not isinstance(value, str) or not LINK_ID.fullmatch(value):
+        raise ApiError(
+            400, "invalid_request", "link_id: must be 16 to 32 characters of A-Z a-z 0-9 - _"
+        )
+    return value
+
+
+def validate_link_status(value: str | None) -> str | None:
+    """Return a ledger ``status`` filter, or raise ``invalid_request``."""
+    if value is not None and value not in LINK_STATUSES:
+        raise ApiError(400, "invalid_request", f"status: must be {', '.join(LINK_STATUSES)}")
+    return value
+
+
+def link_json(link: LinkRecord) -> dict[str, Any]:
+    """Return the contract's JSON shape of a ledger entry."""
+
+    def iso(moment: datetime | None) -> str | None:
+        return None if moment is None else isoformat(moment)
+
+    return {
+        "link_id": link.link_id,
+        "user_id": link.user_id,
+        "target": link.target,
+        "reference": link.reference,
+        "issued_by": link.issued_by,
+        "issued_at": isoformat(link.issued_at),
+        "expires_at": isoformat(link.expires_at),
+        "status": link.status,
+        "uses": link.uses,
+        "first_used_at": iso(link.first_used_at),
+        "last_used_at": iso(link.last_used_at),
+        "last_ip": link.last_ip,
+        "bound": link.bound,
+    }
+
+
+def revoke_link(
+    store: Store,
+    metrics: Any,
+    link_id: str,
+    *,
+    ledger: bool,
+    max_ttl: int,
+    leeway: int,
+    actor: str,
+    reason: str,
+    now: datetime,
+) -> LinkRevocation:
+    """Void one link; when this returns, every worker refuses its token."""
+    revocation = store.revoke_link(
+        link_id,
+        ledger=ledger,
+        max_ttl=max_ttl,
+        leeway=leeway,
+        actor=actor,
+        reason=reason,
+        now=now,
+    )
+    if not revocation.expired:
+        metrics.link_revocations.inc()
+    return revocation

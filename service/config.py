@@ -95,6 +95,8 @@ class Deployment:
     log_retention_days: int
     #: Flask's SECRET_KEY: signs admin console sessions, never a token.
     secret_key: bytes = field(repr=False)
+    #: ``LINK_LEDGER``: keep every issued link in the ledger.
+    link_ledger: bool
     console_idle_timeout_seconds: int
     #: Reverse proxies in front of the console whose X-Forwarded-For/-Proto are believed.
     console_trusted_proxies: int
@@ -395,6 +397,7 @@ def validate_config(config: Mapping[str, Any], instance_path: str) -> Deployment
         signin_log=_bool(config, "SIGNIN_LOG"),
         log_retention_days=_int(config, "LOG_RETENTION_DAYS", 1, 3650),
         secret_key=_secret_key(secret_value, signing_keys),
+        link_ledger=_bool(config, "LINK_LEDGER"),
         console_idle_timeout_seconds=_int(config, "CONSOLE_IDLE_TIMEOUT_SECONDS", 60, 86400),
         console_trusted_proxies=_int(config, "CONSOLE_TRUSTED_PROXIES", 0, 10),
     )

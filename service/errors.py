@@ -16,10 +16,12 @@ from flask import Response
 __all__ = [
     "ApiError",
     "BadSignatureError",
+    "BoundElsewhereError",
     "ConfigError",
     "ConflictError",
     "ExpiredTokenError",
     "KeyNotFoundError",
+    "LinkNotFoundError",
     "MalformedTokenError",
     "RevokedTokenError",
     "StoreDataError",
@@ -45,6 +47,8 @@ class TokenError(Exception):
     #: The store (tenant) incarnation a genuine token was issued in, else ``None``:
     #: its sign-in entry belongs to that incarnation's log and no other.
     incarnation: str | None = None
+    #: The link id (``jti``) of a genuine token, else ``None``.
+    link_id: str | None = None
 
 
 class MalformedTokenError(TokenError):
@@ -65,9 +69,18 @@ class ExpiredTokenError(TokenError):
     reason = "expired"
     code = "token_expired"
 
-    def __init__(self, message: str, *, user_id: str, expired_at: int, incarnation: str) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        user_id: str,
+        expired_at: int,
+        incarnation: str,
+        link_id: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.user_id = user_id
+        self.link_id = link_id
         #: The ``exp`` claim (seconds since the epoch) of the genuine token.
         self.expired_at = expired_at
         self.incarnation = incarnation
@@ -88,16 +101,31 @@ class RevokedTokenError(TokenError):
         token_epoch: int | str,
         current_epoch: int | str,
         incarnation: str,
+        link_id: str | None = None,
     ) -> None:
         super().__init__(message)
         self.user_id = user_id
+        self.link_id = link_id
         self.incarnation = incarnation
-        #: Which counter voided it: ``"store"``, ``"global"`` or ``"user"``.
+        #: What voided it: ``"store"``, ``"global"``, ``"user"`` (epochs) or ``"link"``.
         self.scope = scope
         #: The epoch (or store incarnation) the token was issued in.
         self.token_epoch = token_epoch
         #: The current epoch (or store incarnation) in the store.
         self.current_epoch = current_epoch
+
+
+class BoundElsewhereError(TokenError):
+    """A genuine, current token whose link is bound to another browser."""
+
+    reason = "bound_elsewhere"
+    code = "token_bound_elsewhere"
+
+    def __init__(self, message: str, *, user_id: str, incarnation: str, link_id: str) -> None:
+        super().__init__(message)
+        self.user_id = user_id
+        self.incarnation = incarnation
+        self.link_id = link_id
 
 
 class ConfigError(Exception):
@@ -155,6 +183,13 @@ class KeyNotFoundError(ApiError):
 
     def __init__(self, name: str) -> None:
         super().__init__(404, "key_not_found", f"this tenant has no key named {name!r}")
+
+
+class LinkNotFoundError(ApiError):
+    """The tenant's ledger has no link of that id."""
+
+    def __init__(self, link_id: str) -> None:
+        super().__init__(404, "link_not_found", f"this tenant has no link {link_id!r}")
 
 
 _TITLES = {

@@ -32,7 +32,7 @@ from service.http import STRICT_JSON, whole_number
 from service.logs import log_request, request_id
 from service.store import DEFAULT_TENANT, Signin
 from service.tenancy import TENANT_ID, find_api_key, tenant_caller, tenant_key
-from service.tokens import check_epochs, verify_token
+from service.tokens import check_device, check_epochs, link_check, verify_token
 
 __all__ = ["VerifyFastPath"]
 
@@ -132,7 +132,7 @@ class VerifyFastPath:
         if type(request) is not dict or type(request.get("token")) is not str:
             return None
         try:
-            ip, user_agent = parse_client(request.get("client"))
+            client = parse_client(request.get("client"), self.deployment.secret_key)
         except ApiError:
             return None  # the view answers 400 naming the field
         token = request["token"]
@@ -142,12 +142,15 @@ class VerifyFastPath:
                 token, self.ring, tenant_id=tenant_id, legacy_before=store.legacy_before
             )
             # Also the tenant's existence: no tenant, no row, no answer here.
-            state = store.token_state(claims.user_id, digest)
+            state = store.token_state(claims.user_id, digest, link_check(claims, client.device))
             if digest is not None:
                 caller = tenant_caller(tenant_id, digest, state.key, store)
                 if caller is None or "portal" not in caller.roles:
                     return None  # the view answers 401 or 403, before the body
             check_epochs(claims, state)
+            if state.bind_to_first_device and client.device is None:
+                return None  # the view answers 400: the device is required
+            check_device(claims, state, client.device)
         except ApiError:
             return None  # tenant_not_found: the view answers it, in the contract's order
         except (TokenError, StoreError) as e:
@@ -158,6 +161,8 @@ class VerifyFastPath:
             return None
         self.ok_counter.inc()
         self.signin_log.record(
-            Signin(utcnow(), claims.user_id, "ok", ip, user_agent), tenant_id, claims.incarnation
+            Signin(utcnow(), claims.user_id, "ok", client.ip, client.user_agent, claims.token_id),
+            tenant_id,
+            claims.incarnation,
         )
         return (_ENCODER.encode(answer_json(claims)) + "\n").encode()

@@ -15,6 +15,7 @@ from werkzeug.routing import PathConverter
 from service.clock import from_seconds, isoformat
 from service.errors import (
     ApiError,
+    BoundElsewhereError,
     ExpiredTokenError,
     RevokedTokenError,
     StoreDataError,
@@ -180,6 +181,14 @@ def _token_problem(e: TokenError) -> Response:
         log.info("token refused: revoked, %s epoch changed (user %s)", e.scope, e.user_id)
         return problem(
             401, "token_revoked", "the link was revoked; ask for a new one", title="Token revoked"
+        )
+    if isinstance(e, BoundElsewhereError):
+        log.info("token refused: bound to another browser (user %s)", e.user_id)
+        return problem(
+            401,
+            "token_bound_elsewhere",
+            "the link was opened in another browser first; sign in with your password",
+            title="Token bound elsewhere",
         )
     log.info("token refused: %s", e.reason)
     return problem(401, "token_invalid", "the link is not valid", title="Token invalid")

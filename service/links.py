@@ -9,7 +9,7 @@ console's preview: :func:`parse_link_request` validates one request,
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -19,7 +19,7 @@ from urllib.parse import unquote
 from service.clock import isoformat
 from service.config import MIN_TTL_SECONDS
 from service.errors import ApiError
-from service.store import IssueState, TokenState
+from service.store import IssueState, LinkRecord, TokenState
 from service.tokens import USER_ID, KeyRing, issue_token
 
 __all__ = [
@@ -34,6 +34,8 @@ __all__ = [
 ]
 
 MAX_TARGET_LENGTH = 2048
+#: The longest ``reference`` a link request may carry.
+MAX_REFERENCE = 128
 # A pragmatic address check: one @, an ASCII dot-atom local part (RFC 5322: no
 # leading, trailing or doubled dot) of up to 64 characters, a dotted host name.
 # Display names ("Alice <a@example.com>") are refused: the caller sends bare
@@ -60,6 +62,8 @@ class LinkRequest:
     recipients: tuple[str, ...]  # every address, lower-cased, as given
     target: str
     ttl_seconds: int | None
+    #: The caller's note kept with the link in the ledger ("ticket 1234, reply 7").
+    reference: str | None = None
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,8 @@ class LinkAnswer:
     auto_login: bool
     reason: str | None
     expires_at: datetime | None
+    #: The token's id (``None`` without a token).
+    link_id: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Return the contract's JSON shape of this answer."""
@@ -78,6 +84,7 @@ class LinkAnswer:
             "auto_login": self.auto_login,
             "reason": self.reason,
             "expires_at": _iso(self.expires_at) if self.expires_at else None,
+            "link_id": self.link_id,
         }
 
 
@@ -194,11 +201,33 @@ def parse_link_request(body: Any, *, token_param: str, max_ttl_seconds: int) -> 
                 "invalid_ttl",
                 f"ttl_seconds must be between {MIN_TTL_SECONDS} and {max_ttl_seconds}",
             )
-    return LinkRequest(user_id, email, tuple(addresses), target, ttl)
+    reference = body.get("reference")
+    if reference is not None and (
+        not isinstance(reference, str)
+        or not 1 <= len(reference) <= MAX_REFERENCE
+        or not reference.isprintable()
+    ):
+        raise _invalid(
+            "reference",
+            f"must be 1 to {MAX_REFERENCE} printable characters (no control characters)",
+        )
+    return LinkRequest(user_id, email, tuple(addresses), target, ttl, reference)
 
 
-def decide(request: LinkRequest, *, enabled: bool) -> str | None:
-    """Return why this email may not carry a token, or ``None`` when it may."""
+def local_part(address: str) -> str:
+    """Return an address's local part as a role mailbox list spells it: lower case, no +tag."""
+    return address.rpartition("@")[0].partition("+")[0].lower()
+
+
+def decide(
+    request: LinkRequest, *, enabled: bool, role_mailboxes: Container[str] = ()
+) -> str | None:
+    """Return why this email may not carry a token, or ``None`` when it may.
+
+    The reasons in the contract's order: ``disabled``, ``multiple_recipients``,
+    ``recipient_mismatch``, ``role_mailbox`` (a shared mailbox is read by
+    several people: the CC risk by another name).
+    """
     if not enabled:
         return "disabled"
     distinct = set(request.recipients)
@@ -206,6 +235,8 @@ def decide(request: LinkRequest, *, enabled: bool) -> str | None:
         return "multiple_recipients"
     if distinct != {request.email}:
         return "recipient_mismatch"
+    if local_part(request.email) in role_mailboxes:
+        return "role_mailbox"
     return None
 
 
@@ -226,32 +257,55 @@ def build_links(
     token_param: str,
     now: datetime,
     tenant_id: str = "default",
-) -> list[LinkAnswer]:
-    """Answer each request: a token link when the rules allow, else the plain link."""
-    default_ttl = state.settings.ttl_within(ring.max_ttl_seconds)
+    issued_by: str = "",
+) -> tuple[list[LinkAnswer], list[LinkRecord]]:
+    """Answer each request: a token link when the rules allow, else the plain link.
+
+    :returns: the answers in order, and the ledger entry of each token issued.
+    """
+    settings = state.settings
+    default_ttl = settings.ttl_within(ring.max_ttl_seconds)
+    roles = frozenset(settings.role_mailboxes)
     answers = []
+    ledger = []
     for request in requests:
-        reason = decide(request, enabled=state.settings.auto_login_enabled)
+        reason = decide(request, enabled=settings.auto_login_enabled, role_mailboxes=roles)
         if reason is not None:
             answers.append(
                 LinkAnswer(_url(base_url, request.target, None, None), False, reason, None)
             )
             continue
+        user_epoch = state.user_epochs[request.user_id]
         token, claims = issue_token(
             request.user_id,
-            TokenState(state.incarnation, state.epoch, state.user_epochs[request.user_id]),
+            TokenState(state.incarnation, state.epoch, user_epoch),
             target=request.target,
             ring=ring,
             ttl=request.ttl_seconds or default_ttl,
             now=now,
             tenant_id=tenant_id,
         )
+        expires_at = datetime.fromtimestamp(claims.expires_at, now.tzinfo)
         answers.append(
             LinkAnswer(
                 _url(base_url, request.target, token_param, token),
                 True,
                 None,
-                datetime.fromtimestamp(claims.expires_at, now.tzinfo),
+                expires_at,
+                claims.token_id,
             )
         )
-    return answers
+        ledger.append(
+            LinkRecord(
+                claims.token_id,
+                request.user_id,
+                request.target,
+                request.reference,
+                issued_by,
+                now,
+                expires_at,
+                state.epoch,
+                user_epoch,
+            )
+        )
+    return answers, ledger

@@ -50,6 +50,9 @@ class Metrics:
         self.user_revocations = Counter(
             "autologin_user_revocations", "Per-user revocations", registry=self.registry
         )
+        self.link_revocations = Counter(
+            "autologin_link_revocations", "Single links voided", registry=self.registry
+        )
         self.latency = Histogram(
             "autologin_request_duration_seconds",
             "Request latency by endpoint",

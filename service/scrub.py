@@ -48,6 +48,8 @@ class ScrubResult:
     #: Users whose genuine tokens (even expired or revoked) were found, once
     #: each, in order of first appearance.
     user_ids: tuple[str, ...]
+    #: The link ids of those genuine tokens, once each, in order of first appearance.
+    link_ids: tuple[str, ...] = ()
 
 
 def _chars(chars: frozenset[str] | set[str]) -> str:
@@ -216,18 +218,19 @@ def _read_link(
     return _Link(end, cuts, tokens)
 
 
-def _user_id(
+def _genuine(
     token: str, ring: KeyRing, tenant_id: str | None, legacy_before: float | None
-) -> str | None:
-    """Return whose genuine token of ``tenant_id`` this is, expired or revoked alike."""
+) -> tuple[str, str] | None:
+    """Return the user and link id of a genuine token of ``tenant_id``, expired or revoked alike."""
     try:
-        return verify_token(token, ring, tenant_id=tenant_id, legacy_before=legacy_before).user_id
+        claims = verify_token(token, ring, tenant_id=tenant_id, legacy_before=legacy_before)
     except ExpiredTokenError as e:
-        return e.user_id
+        return e.user_id, e.link_id  # type: ignore[return-value]  (a genuine token's)
     except TokenError:
-        # Forged, garbled, another service's or another purpose's: removed
-        # all the same, but nobody's link has leaked.
+        # Forged, garbled, another service's, tenant's or purpose's: removed
+        # all the same, but none of this tenant's links has leaked.
         return None
+    return claims.user_id, claims.token_id
 
 
 def scrub_text(
@@ -254,12 +257,16 @@ def scrub_text(
     if content_type not in CONTENT_TYPES:
         raise ValueError(f"content_type must be one of {', '.join(CONTENT_TYPES)}")
     portal = _portal(base_url, token_param, content_type == "text/html")
-    checked: dict[str, str | None] = {}
+    checked: dict[str, tuple[str, str] | None] = {}
+
+    def genuine(value: str) -> tuple[str, str] | None:
+        if value not in checked:
+            checked[value] = _genuine(value, ring, tenant_id, legacy_before)
+        return checked[value]
 
     def user_of(value: str) -> str | None:
-        if value not in checked:
-            checked[value] = _user_id(value, ring, tenant_id, legacy_before)
-        return checked[value]
+        found = genuine(value)
+        return None if found is None else found[0]
 
     cuts: list[tuple[int, int]] = []
     found: list[tuple[int, str]] = []
@@ -285,8 +292,10 @@ def scrub_text(
     pieces.append(text[pos:])
 
     users: dict[str, None] = {}  # ordered, once each
+    links: dict[str, None] = {}
     for _, value in sorted(found):
-        user_id = user_of(value)
-        if user_id is not None:
-            users[user_id] = None
-    return ScrubResult("".join(pieces), len(found), tuple(users))
+        token = genuine(value)
+        if token is not None:
+            users[token[0]] = None
+            links[token[1]] = None
+    return ScrubResult("".join(pieces), len(found), tuple(users), tuple(links))

@@ -30,12 +30,14 @@ from jwt.utils import base64url_decode, base64url_encode
 
 from service.clock import utcnow
 from service.errors import (
+    ApiError,
     BadSignatureError,
+    BoundElsewhereError,
     ExpiredTokenError,
     MalformedTokenError,
     RevokedTokenError,
 )
-from service.store import TokenState
+from service.store import LinkCheck, TokenState
 
 __all__ = [
     "LEGACY_PURPOSE",
@@ -43,7 +45,11 @@ __all__ = [
     "REQUIRED_CLAIMS",
     "Claims",
     "KeyRing",
+    "DEVICE_ID",
+    "check_device",
     "check_epochs",
+    "device_hash",
+    "link_check",
     "check_tenant",
     "issue_token",
     "longest_token",
@@ -404,6 +410,7 @@ def verify_token(
             user_id=claims.user_id,
             expired_at=claims.expires_at,
             incarnation=claims.incarnation,
+            link_id=claims.token_id,
         )
     return claims
 
@@ -448,4 +455,66 @@ def check_epochs(claims: Claims, state: TokenState) -> None:
                 token_epoch=token_epoch,
                 current_epoch=current_epoch,
                 incarnation=claims.incarnation,
+                link_id=claims.token_id,
             )
+    if state.link_revoked:
+        raise RevokedTokenError(
+            "link voided",
+            user_id=claims.user_id,
+            scope="link",
+            token_epoch=claims.token_id,
+            current_epoch="voided",
+            incarnation=claims.incarnation,
+            link_id=claims.token_id,
+        )
+
+
+#: A device id: what the portal keeps in a long-lived cookie of one browser.
+DEVICE_ID = re.compile(r"[A-Za-z0-9_-]{16,128}")
+
+
+def device_hash(secret: bytes, device: str) -> str:
+    """Return the keyed hash the store keeps of a device id (never the id itself).
+
+    HMAC-SHA256 under the deployment's secret, 128 bits in base64url: the
+    store, a backup or a log of it cannot be turned back into the cookie.
+    """
+    digest = hmac.digest(secret, b"device:" + device.encode("ascii"), hashlib.sha256)
+    return base64url_encode(digest[:16]).decode("ascii")
+
+
+def link_check(claims: Claims, device: str | None) -> LinkCheck:
+    """Return what the store needs to read ``claims``' link state (and bind it to ``device``)."""
+    return LinkCheck(
+        claims.token_id,
+        claims.incarnation,
+        claims.epoch,
+        claims.user_epoch,
+        device,
+        claims.expires_at,
+    )
+
+
+def check_device(claims: Claims, state: TokenState, device: str | None) -> None:
+    """Refuse a current token whose link is bound to another browser.
+
+    Call after :func:`check_epochs`. While the tenant binds links to their
+    first browser, a verification must say which browser clicked (``device``,
+    the keyed hash): without it, ``400 invalid_request``, so a portal that
+    does not send it fails loudly instead of dropping the protection.
+    """
+    if not state.bind_to_first_device:
+        return
+    if device is None:
+        raise ApiError(
+            400,
+            "invalid_request",
+            "client.device: is required while bind_to_first_device is on",
+        )
+    if state.bound_device is not None and state.bound_device != device:
+        raise BoundElsewhereError(
+            "link bound to another browser",
+            user_id=claims.user_id,
+            incarnation=claims.incarnation,
+            link_id=claims.token_id,
+        )

@@ -12,6 +12,7 @@ from flask import Blueprint, current_app, g, jsonify, request
 
 from service import admin
 from service.clock import isoformat, utcnow
+from service.errors import LinkNotFoundError
 from service.http import read_json, require_role
 from service.tenancy import path_tenant, store, tenant_info, tenant_portal
 
@@ -100,6 +101,7 @@ def signins() -> Any:
                     "outcome": s.outcome,
                     "ip": s.ip,
                     "user_agent": s.user_agent,
+                    "link_id": s.link_id,
                 }
                 for s in rows
             ]
@@ -121,3 +123,67 @@ def audit() -> Any:
             ]
         }
     )
+
+
+@bp.get("/links")
+def links() -> Any:
+    """Return a page of the ledger of links, newest first."""
+    limit = admin.validate_limit(request.args.get("limit", "50"))
+    user_id = request.args.get("user_id")
+    if user_id is not None:
+        user_id = admin.validate_user_id(user_id)
+    status = admin.validate_link_status(request.args.get("status"))
+    after = request.args.get("after")
+    if after is not None:
+        after = admin.validate_link_id(after)
+    # The uses of this process's clicks still in the buffer count too.
+    current_app.extensions["signin_log"].flush(prune=False)
+    # An ``after`` that is not in the ledger (gone past its expiry plus a
+    # day, or never there): 404 link_not_found, the store says so.
+    page, following = store().links(
+        user_id=user_id, status=status, after=after, limit=limit, expired_before=_expired()
+    )
+    return jsonify({"links": [admin.link_json(link) for link in page], "next": following})
+
+
+@bp.get("/links/<link_id>")
+def get_link(link_id: str) -> Any:
+    """Return one link of the ledger."""
+    link_id = admin.validate_link_id(link_id)
+    current_app.extensions["signin_log"].flush(prune=False)
+    link = store().link(link_id, expired_before=_expired())
+    if link is None:
+        raise LinkNotFoundError(link_id)
+    return jsonify(admin.link_json(link))
+
+
+@bp.post("/links/<link_id>/revoke")
+def revoke_link(link_id: str) -> Any:
+    """Void one link: its token is refused everywhere, every other link still works."""
+    link_id = admin.validate_link_id(link_id)
+    reason = admin.validate_reason(read_json().get("reason"))
+    deployment = current_app.extensions["deployment"]
+    revocation = admin.revoke_link(
+        store(),
+        current_app.extensions["metrics"],
+        link_id,
+        ledger=deployment.link_ledger,
+        max_ttl=deployment.max_ttl_seconds,
+        leeway=deployment.leeway_seconds,
+        actor=g.actor,
+        reason=reason,
+        now=utcnow(),
+    )
+    # expired: the link could not be used any more; nothing was stored for it.
+    return jsonify(
+        {
+            "link_id": link_id,
+            "revoked_at": isoformat(revocation.revoked_at),
+            "expired": revocation.expired,
+        }
+    )
+
+
+def _expired() -> float:
+    """Return the time before which a link's expiry makes it expired (now less the leeway)."""
+    return utcnow().timestamp() - current_app.extensions["deployment"].leeway_seconds

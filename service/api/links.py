@@ -22,17 +22,24 @@ MAX_BATCH = 1000
 
 def _answer(requests: list[LinkRequest]) -> list[LinkAnswer]:
     deployment = current_app.extensions["deployment"]
+    tenant = store()
     # One store read for the whole batch: settings, epochs, incarnation, portal.
-    state = store().issue_state([r.user_id for r in requests])
-    answers = build_links(
+    state = tenant.issue_state([r.user_id for r in requests])
+    now = utcnow()
+    answers, issued = build_links(
         requests,
         state,
         ring=current_app.extensions["ring"],
         base_url=portal_base_url(state.portal_base_url),
         token_param=deployment.token_param,
-        now=utcnow(),
+        now=now,
         tenant_id=g.tenant_id,
+        issued_by=g.actor,
     )
+    if issued and deployment.link_ledger:
+        # In the ledger before any link is handed out: a store that cannot
+        # write it answers 503, and no link is out there unaccounted for.
+        tenant.record_links(issued, state.incarnation, now)
     # One increment per distinct outcome, not per answer: a batch has 1000.
     counts = Counter((a.auto_login, a.reason or "none") for a in answers)
     links_counter = current_app.extensions["metrics"].links

@@ -7,7 +7,9 @@ from typing import Any
 
 from flask import Blueprint, current_app, g, jsonify
 
-from service.errors import ApiError
+from service import admin
+from service.clock import utcnow
+from service.errors import ApiError, LinkNotFoundError
 from service.http import read_json, require_role
 from service.scrub import CONTENT_TYPES, scrub_text
 from service.tenancy import path_tenant, store, tenant_portal
@@ -16,6 +18,9 @@ bp = Blueprint("scrub", __name__, url_prefix="/v1")
 bp.url_value_preprocessor(lambda _endpoint, values: path_tenant(values))
 
 log = logging.getLogger("service")
+
+#: The audit reason of a link voided by a scrub.
+FOUND_IN_REPLY = "found in a stored reply"
 
 
 @bp.post("/scrub")
@@ -31,6 +36,9 @@ def scrub() -> Any:
         raise ApiError(
             400, "invalid_request", f"content_type: must be {' or '.join(CONTENT_TYPES)}"
         )
+    revoke = body.get("revoke", False)
+    if not isinstance(revoke, bool):
+        raise ApiError(400, "invalid_request", "revoke: must be true or false")
     deployment = current_app.extensions["deployment"]
     # No epoch read: a revoked token has leaked all the same (default's
     # portal address needs no read either: scrubbing works while the store is down).
@@ -47,6 +55,43 @@ def scrub() -> Any:
         log.info(
             "scrub: removed %d tokens, genuine for %d users", result.removed, len(result.user_ids)
         )
-    return jsonify(
-        {"text": result.text, "removed": result.removed, "user_ids": list(result.user_ids)}
-    )
+    answer: dict[str, Any] = {
+        "text": result.text,
+        "removed": result.removed,
+        "user_ids": list(result.user_ids),
+    }
+    if revoke:
+        answer["revoked_link_ids"] = _revoke(result.link_ids)
+    return jsonify(answer)
+
+
+def _revoke(link_ids: tuple[str, ...]) -> list[str]:
+    """Void each genuine link found (a token in a stored reply has leaked); return those voided.
+
+    A link already expired needs no voiding and is not listed; with the
+    ledger on, a link issued before the ledger existed is not in it and is
+    not listed either (its user can be voided instead: ``user_ids``).
+    """
+    deployment = current_app.extensions["deployment"]
+    now = utcnow()
+    voided = []
+    for link_id in link_ids:
+        try:
+            revocation = admin.revoke_link(
+                store(),
+                current_app.extensions["metrics"],
+                link_id,
+                ledger=deployment.link_ledger,
+                max_ttl=deployment.max_ttl_seconds,
+                leeway=deployment.leeway_seconds,
+                actor=g.actor,
+                reason=FOUND_IN_REPLY,
+                now=now,
+            )
+        except LinkNotFoundError:
+            continue
+        if not revocation.expired:
+            voided.append(link_id)
+    if voided:
+        log.info("scrub: voided %d links found in a stored reply", len(voided))
+    return voided

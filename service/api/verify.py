@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from flask import Blueprint, current_app, g, jsonify, request
 
@@ -18,7 +18,15 @@ from service.http import read_json, require_role
 from service.ratelimit import hit
 from service.store import Signin
 from service.tenancy import limit_identity, path_tenant, store
-from service.tokens import Claims, check_epochs, verify_token
+from service.tokens import (
+    DEVICE_ID,
+    Claims,
+    check_device,
+    check_epochs,
+    device_hash,
+    link_check,
+    verify_token,
+)
 
 log = logging.getLogger("service")
 bp = Blueprint("verify", __name__, url_prefix="/v1/tokens")
@@ -29,13 +37,27 @@ bp.url_value_preprocessor(lambda _endpoint, values: path_tenant(values))
 FAILED_VERIFICATION = "autologin.failed_verification"
 
 
-def parse_client(value: Any) -> tuple[str | None, str | None]:
-    """Return ``(ip, user_agent)`` of the optional ``client``, or raise ``invalid_request``."""
+class Client(NamedTuple):
+    """What the portal knows of the person who clicked."""
+
+    ip: str | None = None
+    user_agent: str | None = None
+    #: The keyed hash of the browser's device id (never the id itself).
+    device: str | None = None
+
+
+def parse_client(value: Any, secret: bytes) -> Client:
+    """Return the optional ``client`` with its device hashed, or raise ``invalid_request``.
+
+    :param secret: the deployment's secret, the key of the device hash.
+    """
     if value is None:
-        return None, None
+        return Client()
     if not isinstance(value, Mapping):
-        raise ApiError(400, "invalid_request", "client: must be an object with ip and user_agent")
-    unknown = set(value) - {"ip", "user_agent"}
+        raise ApiError(
+            400, "invalid_request", "client: must be an object with ip, user_agent and device"
+        )
+    unknown = set(value) - {"ip", "user_agent", "device"}
     if unknown:
         raise ApiError(400, "invalid_request", f"client.{sorted(unknown)[0]}: is not allowed")
     out = []
@@ -46,11 +68,20 @@ def parse_client(value: Any) -> tuple[str | None, str | None]:
                 400, "invalid_request", f"client.{name}: must be a string of at most {limit}"
             )
         out.append(field)
-    return out[0], out[1]
+    device = value.get("device")
+    if device is not None:
+        if not isinstance(device, str) or not DEVICE_ID.fullmatch(device):
+            raise ApiError(
+                400,
+                "invalid_request",
+                "client.device: must be 16 to 128 characters of A-Z a-z 0-9 - _",
+            )
+        device = device_hash(secret, device)
+    return Client(out[0], out[1], device)
 
 
 def record_signin(
-    user_id: str, outcome: str, ip: str | None, user_agent: str | None, incarnation: str
+    user_id: str, outcome: str, client: Client, incarnation: str, link_id: str | None
 ) -> None:
     """Queue an entry of this tenant's sign-in log (when enabled); see service/signins.py.
 
@@ -58,7 +89,9 @@ def record_signin(
         again under its id is logged in no log of the new one.
     """
     current_app.extensions["signin_log"].record(
-        Signin(utcnow(), user_id, outcome, ip, user_agent), g.tenant_id, incarnation
+        Signin(utcnow(), user_id, outcome, client.ip, client.user_agent, link_id),
+        g.tenant_id,
+        incarnation,
     )
 
 
@@ -84,7 +117,7 @@ def verify() -> Any:
     token = body.get("token")
     if not isinstance(token, str):
         raise ApiError(400, "invalid_request", "token: must be a string")
-    ip, user_agent = parse_client(body.get("client"))
+    client = parse_client(body.get("client"), current_app.extensions["deployment"].secret_key)
     counter = current_app.extensions["metrics"].verifications
     try:
         failed = request.environ.pop(FAILED_VERIFICATION, None)
@@ -101,17 +134,19 @@ def verify() -> Any:
         )
         # One store read, after the signature and the tenant checked out:
         # nothing in a forged token, or another tenant's, costs us a round
-        # trip or is believed.
-        check_epochs(claims, tenant.token_state(claims.user_id))
+        # trip or is believed. The link's revocation and binding come with it.
+        state = tenant.token_state(claims.user_id, link=link_check(claims, client.device))
+        check_epochs(claims, state)
+        check_device(claims, state, client.device)
     except TokenError as e:
         counter.labels(e.code).inc()
-        # Only a genuine token's user: expired or revoked, never invalid.
+        # Only a genuine token's user: expired, revoked or bound, never invalid.
         if e.user_id is not None and e.incarnation is not None:
-            record_signin(e.user_id, e.code, ip, user_agent, e.incarnation)
-        _count_failure(ip)
+            record_signin(e.user_id, e.code, client, e.incarnation, e.link_id)
+        _count_failure(client.ip)
         raise
     counter.labels("ok").inc()
-    record_signin(claims.user_id, "ok", ip, user_agent, claims.incarnation)
+    record_signin(claims.user_id, "ok", client, claims.incarnation, claims.token_id)
     return jsonify(answer_json(claims))
 
 

@@ -20,11 +20,15 @@ from typing import Any, NamedTuple, Protocol
 from service.errors import ConfigError
 
 __all__ = [
+    "DEFAULT_ROLE_MAILBOXES",
     "DEFAULT_TENANT",
     "AuditEvent",
     "EpochInfo",
     "IssueState",
     "KeyRecord",
+    "LinkCheck",
+    "LinkRecord",
+    "LinkRevocation",
     "Settings",
     "Signin",
     "Store",
@@ -35,6 +39,20 @@ __all__ = [
 
 #: The tenant of a single-helpdesk install, and of every call that names none.
 DEFAULT_TENANT = "default"
+#: Local parts of shared mailboxes that get no token (``role_mailbox``): the
+#: names of RFC 2142 and the usual team, no-reply and system addresses. A
+#: tenant that never changed its list (a store taken over too) has this one.
+DEFAULT_ROLE_MAILBOXES: tuple[str, ...] = tuple(sorted({
+    # RFC 2142: business, network operations and service mailboxes
+    "info", "marketing", "sales", "support", "abuse", "noc", "security",
+    "postmaster", "hostmaster", "usenet", "news", "webmaster", "www", "uucp", "ftp",
+    # the common shared and system ones
+    "accounts", "admin", "administrator", "billing", "careers", "contact",
+    "customerservice", "do-not-reply", "donotreply", "enquiries", "feedback",
+    "finance", "hello", "help", "helpdesk", "hr", "inquiries", "it", "jobs",
+    "legal", "mail", "mailer-daemon", "no-reply", "noreply", "office", "orders",
+    "privacy", "root", "service", "team",
+}))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -43,6 +61,10 @@ class Settings:
 
     auto_login_enabled: bool
     token_ttl_seconds: int
+    #: A link works only in the browser that used it first.
+    bind_to_first_device: bool = False
+    #: Local parts of shared mailboxes that get no token, lower case.
+    role_mailboxes: tuple[str, ...] = DEFAULT_ROLE_MAILBOXES
 
     def ttl_within(self, max_ttl: int) -> int:
         """Return the default lifetime in force under today's ceiling ``max_ttl``."""
@@ -74,6 +96,65 @@ class TokenState(NamedTuple):
     #: The tenant key asked for with ``key_digest``, read in the same trip
     #: (``None``: not asked for, or no such key).
     key: KeyRecord | None = None
+    #: The link asked for with ``link`` was voided on its own.
+    link_revoked: bool = False
+    #: The tenant's ``bind_to_first_device`` setting, read in the same trip.
+    bind_to_first_device: bool = False
+    #: The keyed hash of the device the link is bound to, after this read's
+    #: own first binding (``None``: bound to none).
+    bound_device: str | None = None
+
+
+class LinkCheck(NamedTuple):
+    """What the store needs of a genuine token to read its link's state, and bind it.
+
+    The store binds the link to ``device`` (when the tenant's setting is on
+    and the link is bound to none) only if the token is current: its
+    incarnation and epochs are the store's and the link is not voided.
+    """
+
+    link_id: str
+    incarnation: str
+    epoch: int
+    user_epoch: int
+    #: Keyed hash of the clicking browser's device id, or ``None``.
+    device: str | None
+    #: When the token expires (seconds since the Unix epoch): a binding is kept until then.
+    expires_at: int
+
+
+@dataclass(frozen=True)
+class LinkRecord:
+    """One link of the ledger: never its token, its address or a device id."""
+
+    link_id: str
+    user_id: str
+    target: str
+    reference: str | None
+    issued_by: str
+    #: Finer than a second: the ledger's order.
+    issued_at: datetime
+    expires_at: datetime
+    #: The epochs the token carries (for its status).
+    epoch: int = 0
+    user_epoch: int = 0
+    #: ``active``, ``revoked`` or ``expired``, as a verification would answer now.
+    status: str = "active"
+    uses: int = 0
+    first_used_at: datetime | None = None
+    last_used_at: datetime | None = None
+    last_ip: str | None = None
+    bound: bool = False
+
+
+@dataclass(frozen=True)
+class LinkRevocation:
+    """The answer of voiding one link."""
+
+    link_id: str
+    revoked_at: datetime
+    #: The link had expired already: nothing was stored.
+    expired: bool = False
 
 
 @dataclass(frozen=True)
@@ -95,9 +176,11 @@ class Signin:
 
     at: datetime
     user_id: str
-    outcome: str  # "ok", "token_expired" or "token_revoked"
+    outcome: str  # "ok", "token_expired", "token_revoked" or "token_bound_elsewhere"
     ip: str | None = None
     user_agent: str | None = None
+    #: The token's link id (``None`` in entries written before link ids).
+    link_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -225,11 +308,68 @@ class Store(Protocol):
         """Return this view's tenant."""
         ...
 
-    def token_state(self, user_id: str, key_digest: bytes | None = None) -> TokenState:
+    def token_state(
+        self, user_id: str, key_digest: bytes | None = None, link: LinkCheck | None = None
+    ) -> TokenState:
         """Read the incarnation, the global epoch and ``user_id``'s epoch at once.
 
         :param key_digest: also find this tenant's key of that digest, in the
             same round trip (a portal calling with a tenant key).
+        :param link: also read whether this link is voided, the tenant's
+            ``bind_to_first_device`` and the link's binding, and make the
+            first binding (see :class:`LinkCheck`), in the same round trip.
+        """
+        ...
+
+    # -- the ledger of links and their revocations ----------------------------
+
+    def record_links(self, links: Sequence[LinkRecord], incarnation: str, now: datetime) -> None:
+        """Add newly issued links to the ledger (while the tenant has ``incarnation``).
+
+        Also drops a bounded number of entries past their expiry plus a day,
+        so the ledger never outgrows the links of the longest lifetime.
+        """
+        ...
+
+    def links(
+        self,
+        *,
+        user_id: str | None,
+        status: str | None,
+        after: str | None,
+        limit: int,
+        expired_before: float,
+    ) -> tuple[list[LinkRecord], str | None]:
+        """Return a page of the ledger, newest first, and the ``after`` of the next page.
+
+        :param expired_before: a link whose expiry is before this time
+            (seconds since the Unix epoch: now less the leeway) is ``expired``.
+        :raises LinkNotFoundError: ``after`` names no link of the ledger.
+        """
+        ...
+
+    def link(self, link_id: str, *, expired_before: float) -> LinkRecord | None:
+        """Return one link of the ledger, or ``None``."""
+        ...
+
+    def revoke_link(
+        self,
+        link_id: str,
+        *,
+        ledger: bool,
+        max_ttl: int,
+        leeway: int,
+        actor: str,
+        reason: str,
+        now: datetime,
+    ) -> LinkRevocation:
+        """Void one link; audited as ``link.revoke``.
+
+        :param ledger: the ledger is on: the link must be in it
+            (``LinkNotFoundError`` otherwise), its revocation is kept until
+            its expiry (plus ``leeway``), and an expired one is answered
+            without storing anything. Off: any id is voided for ``max_ttl``
+            (plus ``leeway``) seconds, the longest any token can live.
         """
         ...
 

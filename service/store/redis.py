@@ -11,10 +11,17 @@ and no script touches two tenants::
     {p}{T}:<inc>:user_epochs  hash: user id -> epoch (absent: 0), "\\n" -> <inc>
     {p}{T}:<inc>:seq      counter numbering log entries in the order they were written
     {p}{T}:<inc>:audit    sorted set by number: JSON [seq, at, [actor, action, detail]]
-    {p}{T}:<inc>:signins  sorted set by number: JSON [seq, at, [user, outcome, ip, ua]]
+    {p}{T}:<inc>:signins  sorted set by click time: JSON [seq, at, [user, outcome, ip, ua, link]]
     {p}{T}:<inc>:signins:<user>   the same members, one user's only
     {p}{T}:<inc>:signin_users     set of the users who have such a set (for deletion)
     {p}{T}:<inc>:audit_at, :signins_at   sorted sets seq -> at, so prune finds old entries
+    {p}{T}:<inc>:links    hash: link id -> JSON [user, target, reference, issued_by,
+                          issued_at, expires_at, epoch, user_epoch, uses, first_used_at,
+                          last_used_at, last_ip]: the ledger
+    {p}{T}:<inc>:links_at, :links_exp   sorted sets of link ids by issue and expiry time
+    {p}{T}:<inc>:links:<user>   one user's link ids by issue time; :link_users lists them
+    {p}{T}:<inc>:voided, :bound   hashes: link id -> when voided / the device hash it is
+                          bound to; :voided_exp, :bound_exp: link id by when it may go
     {p}{T}:<inc>:keys     hash: key name -> JSON {digest, roles, created_at}
     {p}{T}:<inc>:digests  hash: hex SHA-256 digest -> key name; :used name -> last use
 
@@ -88,17 +95,22 @@ from service.errors import (
     ConfigError,
     ConflictError,
     KeyNotFoundError,
+    LinkNotFoundError,
     StoreDataError,
     StoreError,
     StoreUnavailableError,
     TenantNotFoundError,
 )
 from service.store import (
+    DEFAULT_ROLE_MAILBOXES,
     DEFAULT_TENANT,
     AuditEvent,
     EpochInfo,
     IssueState,
     KeyRecord,
+    LinkCheck,
+    LinkRecord,
+    LinkRevocation,
     Settings,
     Signin,
     TenantInfo,
@@ -121,7 +133,20 @@ _UNAVAILABLE = (
     ClusterDownError,
 )
 _UNAVAILABLE_CODES = ("BUSY ", "MISCONF ", "NOREPLICAS ")
-_COLUMNS = {"auto_login_enabled": int, "token_ttl_seconds": int}
+#: How each setting is written into the meta hash.
+_COLUMNS = {
+    "auto_login_enabled": int,
+    "token_ttl_seconds": int,
+    "bind_to_first_device": int,
+    "role_mailboxes": lambda names: json.dumps(list(names)),
+}
+#: How long the ledger keeps a link past its expiry.
+LEDGER_GRACE_SECONDS = 86400
+#: Expired ledger entries, revocations and bindings dropped per issue (besides pruning).
+_CLEANUP_EXTRA = 100
+#: Ledger entries one page call looks at, at most (a filter that matches few
+#: answers a short page with ``next`` rather than scan the whole ledger).
+_LEDGER_SCAN = 5000
 
 
 #: The single-tenant version's keys (after the prefix), in TAKE_OVER's order.
@@ -137,6 +162,14 @@ _TENANT_DATA = (
     "keys",
     "digests",
     "used",
+    "links",
+    "links_at",
+    "links_exp",
+    "link_users",
+    "voided",
+    "voided_exp",
+    "bound",
+    "bound_exp",
 )
 
 
@@ -185,6 +218,12 @@ class _Guard:
         else:
             error = StoreUnavailableError(f"Redis at {self.where}: {e}")
         raise error from e
+
+
+def _ledger_cuts(now: datetime) -> tuple[str, str]:
+    """Return the ledger cleanup's cuts: entries past expiry plus a day, the rest past their own."""
+    at = now.timestamp()
+    return f"({at - LEDGER_GRACE_SECONDS!r}", f"({at!r}"
 
 
 def _bulk(text: str) -> bytes:
@@ -306,9 +345,15 @@ class RedisStore:
         self._revoke_key_script = script(lua.REVOKE_KEY)
         self._find_key_script = script(lua.FIND_KEY)
         self._take_over_script = script(lua.TAKE_OVER)
+        self._record_links_script = script(lua.RECORD_LINKS)
+        self._clean_ledger_script = script(lua.CLEAN_LEDGER)
+        self._links_script = script(lua.LINKS_PAGE)
+        self._link_script = script(lua.LINK)
+        self._revoke_link_script = script(lua.REVOKE_LINK)
         self._counter_prefix = f"{p}rl:"
-        # EVALSHA <sha> 1 <meta> <base> <user id>: the first three, packed once.
-        self._token_head = b"*6\r\n" + b"".join(
+        # EVALSHA <sha> 1 <meta> <base> and the script's 8 arguments: the
+        # first three packed once, the meta key and base per tenant view.
+        self._token_head = b"*13\r\n" + b"".join(
             map(_bulk, ("EVALSHA", self._token_script.sha, "1"))
         )
         self._clicks = _Clicks(client.connection_pool)
@@ -507,32 +552,40 @@ class RedisStore:
                 raw = self.redis.hgetall(self._meta_key)
         return raw
 
-    def _meta(self) -> tuple[str, int, datetime, str, str, bool, int]:
+    def _meta(self) -> tuple[str, int, datetime, str, str, Settings]:
         return self._parse_meta(self._raw_meta())
 
-    def _parse_meta(self, raw: Mapping[str, str]) -> tuple[str, int, datetime, str, str, bool, int]:
+    def _parse_meta(self, raw: Mapping[str, str]) -> tuple[str, int, datetime, str, str, Settings]:
+        """Return the incarnation, the epoch and its change, and the settings of a meta hash."""
         try:
+            roles = raw.get("role_mailboxes")
+            settings = Settings(
+                bool(_int(raw["auto_login_enabled"])),
+                _int(raw["token_ttl_seconds"]),
+                bool(_int(raw.get("bind_to_first_device", "0"))),
+                # Absent: never changed (or a store taken over): the default list.
+                DEFAULT_ROLE_MAILBOXES if roles is None else tuple(json.loads(roles)),
+            )
+            if not all(isinstance(name, str) for name in settings.role_mailboxes):
+                raise ValueError("role_mailboxes holds a non-string")
             return (
                 raw["incarnation"],
                 _int(raw["epoch"]),
                 from_seconds(float(raw["changed_at"])),
                 raw["changed_by"],
                 raw["reason"],
-                bool(_int(raw["auto_login_enabled"])),
-                _int(raw["token_ttl_seconds"]),
+                settings,
             )
-        except (KeyError, ValueError, OverflowError) as e:
+        except (KeyError, TypeError, ValueError, OverflowError) as e:
             raise StoreDataError(f"{self._meta_key} has the wrong shape: {e!r}") from e
 
     def _info(self, tenant_id: str, raw: Mapping[str, str]) -> TenantInfo:
-        _, _, changed_at, _, _, enabled, ttl = self._parse_meta(raw)
+        _, _, changed_at, _, _, settings = self._parse_meta(raw)
         try:
             created = from_seconds(float(raw.get("created_at") or changed_at.timestamp()))
         except (ValueError, OverflowError) as e:
             raise StoreDataError(f"tenant {tenant_id!r} has the wrong shape: {e!r}") from e
-        return TenantInfo(
-            tenant_id, raw.get("portal_base_url") or None, created, Settings(enabled, ttl)
-        )
+        return TenantInfo(tenant_id, raw.get("portal_base_url") or None, created, settings)
 
     def tenant_info(self) -> TenantInfo:
         """Return this view's tenant."""
@@ -542,19 +595,31 @@ class RedisStore:
         """Return the key base of this tenant's incarnation (one read)."""
         return f"{self._base}{self._meta()[0]}:"
 
-    def token_state(self, user_id: str, key_digest: bytes | None = None) -> TokenState:
-        """Read the incarnation, the global epoch and ``user_id``'s epoch at once."""
-        args = (user_id,) if key_digest is None else (user_id, key_digest.hex())
+    def token_state(
+        self, user_id: str, key_digest: bytes | None = None, link: LinkCheck | None = None
+    ) -> TokenState:
+        """Read the incarnation, the epochs and the link's state at once (see the protocol)."""
+        if link is None:
+            args: tuple[Any, ...] = (user_id, "" if key_digest is None else key_digest.hex())
+            args += ("", "", "", "", "", "")
+        else:
+            args = (
+                user_id,
+                "" if key_digest is None else key_digest.hex(),
+                link.link_id,
+                link.device or "",
+                link.incarnation,
+                str(link.epoch),
+                str(link.user_epoch),
+                str(link.expires_at + LEDGER_GRACE_SECONDS),
+            )
         reply = None
         click = self._clicks.get()
         if click.lock.acquire(blocking=False):
             try:
                 with self._guard:
                     try:
-                        request = self._token_request + b"".join(map(_bulk, args))
-                        if key_digest is not None:  # one argument more than the packed count
-                            request = b"*7" + request[2:]
-                        reply = click.call(request)
+                        reply = click.call(self._token_request + b"".join(map(_bulk, args)))
                     except NoScriptError:
                         pass  # Redis restarted or flushed its scripts: the pool's way loads it
             finally:
@@ -562,7 +627,8 @@ class RedisStore:
         if reply is None or reply in (lua.NO_TENANT, lua.LOST):
             # busy, no script, or the tenant is missing: the pool's way handles each
             reply = self._run(self._token_script, args)
-        incarnation, epoch, user_epoch, *found = reply
+        incarnation, epoch, user_epoch, *rest = reply
+        voided, bind, bound, *found = rest or (0, 0, None)
         try:
             if incarnation is None:
                 raise ValueError("no incarnation")
@@ -571,29 +637,28 @@ class RedisStore:
         except ValueError as e:
             raise StoreDataError(f"{self._meta_key} epochs have the wrong shape: {e}") from e
         key = self._key_record(*found) if len(found) == 3 else None
-        return TokenState(incarnation, epoch, user_epoch, key)
+        return TokenState(incarnation, epoch, user_epoch, key, voided == 1, bind == 1, bound)
 
     def issue_state(self, user_ids: Sequence[str]) -> IssueState:
         """Read everything issuing links for ``user_ids`` needs at once."""
         unique = list(dict.fromkeys(user_ids))
         flat, epochs = self._run(self._issue_script, unique)
         meta = dict(zip(flat[::2], flat[1::2], strict=True))
-        incarnation, epoch, _, _, _, enabled, ttl = self._parse_meta(meta)
+        incarnation, epoch, _, _, _, settings = self._parse_meta(meta)
         try:
             users = {u: 0 if e is None else _int(e) for u, e in zip(unique, epochs, strict=True)}
         except ValueError as e:
             raise StoreDataError(f"{self._meta_key} user epochs have the wrong shape: {e}") from e
         portal = meta.get("portal_base_url") or None
-        return IssueState(incarnation, epoch, Settings(enabled, ttl), users, portal)
+        return IssueState(incarnation, epoch, settings, users, portal)
 
     def settings(self) -> Settings:
         """Read the current settings."""
-        meta = self._meta()
-        return Settings(meta[5], meta[6])
+        return self._meta()[5]
 
     def epoch(self) -> EpochInfo:
         """Read the global epoch and its last change."""
-        _, epoch, changed_at, changed_by, reason, _, _ = self._meta()
+        _, epoch, changed_at, changed_by, reason, _ = self._meta()
         return EpochInfo(epoch, changed_at, changed_by, reason)
 
     def _log(self, key: str, limit: int) -> list[Any]:
@@ -612,12 +677,15 @@ class RedisStore:
         key = f"{data}signins" if user_id is None else f"{data}signins:{user_id}"
         rows = self._log(key, limit)
         try:
-            signins = [Signin(from_seconds(at), u, o, ip, ua) for _, at, (u, o, ip, ua) in rows]
+            signins = [
+                Signin(from_seconds(at), u, o, ip, ua, link[0] if link else None)
+                for _, at, (u, o, ip, ua, *link) in rows
+            ]
         except (TypeError, ValueError, OverflowError) as e:
             raise StoreDataError(f"{key} holds an entry of the wrong shape: {e}") from e
-        # Newest click first: workers write their buffered entries in batches,
-        # so the order written can differ from the order clicked by a few ms.
-        # (A stable sort keeps the order written for entries of the same time.)
+        # The sets are scored by the click's own time: newest click first,
+        # whichever worker's buffer reached Redis first. Entries written before
+        # (scored by number) sort below every newer one, and among themselves here.
         return sorted(signins, key=lambda s: s.at, reverse=True)
 
     def _events(self, key: str, limit: int) -> list[AuditEvent]:
@@ -748,6 +816,10 @@ class RedisStore:
             if users:
                 self.redis.unlink(*(f"{data}signins:{user}" for user in users))
                 return True
+            users = self.redis.spop(f"{data}link_users", budget)
+            if users:
+                self.redis.unlink(*(f"{data}links:{user}" for user in users))
+                return True
             # UNLINK frees a large hash or set in Redis's background thread:
             # one step, whatever the tenant's size, never a stall.
             self.redis.unlink(*(f"{data}{name}" for name in _TENANT_DATA))
@@ -826,11 +898,8 @@ class RedisStore:
         pairs = [x for name, value in changes.items() for x in (name, _COLUMNS[name](value))]
         detail = json.dumps(dict(changes), sort_keys=True)
         args = [now.timestamp(), actor, detail, *pairs]
-        enabled, ttl = self._run(self._settings_script, args)
-        try:
-            return Settings(bool(_int(enabled)), _int(ttl))
-        except ValueError as e:
-            raise StoreDataError(f"{self._meta_key} has the wrong shape: {e}") from e
+        flat = self._run(self._settings_script, args)
+        return self._parse_meta(dict(zip(flat[::2], flat[1::2], strict=True)))[5]
 
     def bump_epoch(self, *, actor: str, reason: str, now: datetime) -> EpochInfo:
         """Raise the global epoch by one atomically, audit it, return the new one."""
@@ -847,14 +916,113 @@ class RedisStore:
         """Append entries to the sign-in log: one round trip per ``SIGNIN_BATCH`` entries."""
         args: list[Any] = []
         for s in signins:
-            entry = json.dumps([s.user_id, s.outcome, s.ip, s.user_agent])
-            args += (s.at.timestamp(), entry, s.user_id)
-        step = 3 * lua.SIGNIN_BATCH
+            entry = json.dumps([s.user_id, s.outcome, s.ip, s.user_agent, s.link_id])
+            used = s.link_id if s.outcome == "ok" and s.link_id is not None else ""
+            args += (repr(s.at.timestamp()), entry, s.user_id, used, s.ip or "")
+        step = 5 * lua.SIGNIN_BATCH
         with self._guard:
             for i in range(0, len(args), step):
                 self._signins_script(
                     self._meta_keys, [self._base, incarnation or "", *args[i : i + step]]
                 )
+
+    # -- the ledger -----------------------------------------------------------
+
+    def record_links(self, links: Sequence[LinkRecord], incarnation: str, now: datetime) -> None:
+        """Add newly issued links to the ledger, and drop a few that outlived theirs."""
+        args: list[Any] = [
+            self._base,
+            incarnation,
+            *_ledger_cuts(now),
+            len(links) + _CLEANUP_EXTRA,
+        ]
+        for link in links:
+            issued_at, expires_at = link.issued_at.timestamp(), link.expires_at.timestamp()
+            record = [
+                link.user_id,
+                link.target,
+                link.reference,
+                link.issued_by,
+                issued_at,
+                expires_at,
+                link.epoch,
+                link.user_epoch,
+                0,
+                None,
+                None,
+                None,
+            ]
+            args += (link.link_id, link.user_id, repr(issued_at), repr(expires_at))
+            args.append(json.dumps(record, separators=(",", ":")))
+        with self._guard:
+            self._record_links_script(self._meta_keys, args)
+
+    def _link_record(self, link_id: str, record: str, status: str, bound: int) -> LinkRecord:
+        try:
+            (user_id, target, reference, issued_by, issued_at, expires_at, epoch, user_epoch,
+             uses, first, last, ip) = json.loads(record)  # fmt: skip
+            return LinkRecord(
+                link_id,
+                user_id,
+                target,
+                reference,
+                issued_by,
+                from_seconds(float(issued_at)),
+                from_seconds(float(expires_at)),
+                int(epoch),
+                int(user_epoch),
+                status,
+                int(uses),
+                None if first is None else from_seconds(float(first)),
+                None if last is None else from_seconds(float(last)),
+                ip,
+                bound == 1,
+            )
+        except (TypeError, ValueError, OverflowError) as e:
+            raise StoreDataError(f"link {link_id!r} has the wrong shape: {e!r}") from e
+
+    def links(
+        self,
+        *,
+        user_id: str | None,
+        status: str | None,
+        after: str | None,
+        limit: int,
+        expired_before: float,
+    ) -> tuple[list[LinkRecord], str | None]:
+        """Return a page of the ledger, newest first, and the ``after`` of the next page."""
+        index = "links_at" if user_id is None else f"links:{user_id}"
+        args = [after or "", limit, status or "", repr(expired_before), _LEDGER_SCAN]
+        reply = self._run(self._links_script, [index, *args])
+        if reply == "!no-link":
+            raise LinkNotFoundError(after or "")
+        following, flat = reply[0], reply[1:]
+        page = [self._link_record(*flat[i : i + 4]) for i in range(0, len(flat), 4)]
+        return page, following
+
+    def link(self, link_id: str, *, expired_before: float) -> LinkRecord | None:
+        """Return one link of the ledger, or ``None``."""
+        reply = self._run(self._link_script, [link_id, repr(expired_before)])
+        return None if reply is None else self._link_record(*reply)
+
+    def revoke_link(
+        self,
+        link_id: str,
+        *,
+        ledger: bool,
+        max_ttl: int,
+        leeway: int,
+        actor: str,
+        reason: str,
+        now: datetime,
+    ) -> LinkRevocation:
+        """Void one link; audited as ``link.revoke`` (see the protocol)."""
+        at = now.timestamp()
+        args = [link_id, "1" if ledger else "0", repr(at), repr(at + max_ttl + leeway)]
+        reply = self._run(self._revoke_link_script, [*args, leeway, actor, reason])
+        if reply == "!no-link":
+            raise LinkNotFoundError(link_id)
+        return LinkRevocation(link_id, now, expired=reply == "expired")
 
     def prune(self, *, before: datetime, tenants: Sequence[str] = ()) -> None:
         """Drop the log entries older than ``before`` of this tenant and of ``tenants``."""
@@ -866,6 +1034,9 @@ class RedisStore:
                     args = [view._base, before_ts, lua.PRUNE_BATCH, name]
                     while self._prune_script(view._meta_keys, args) == lua.PRUNE_BATCH:
                         pass
+                args = [view._base, *_ledger_cuts(utcnow()), lua.PRUNE_BATCH]
+                while self._clean_ledger_script(view._meta_keys, args) >= lua.PRUNE_BATCH:
+                    pass
             # The platform's log belongs to no tenant: every prune prunes it.
             args = [before_ts, lua.PRUNE_BATCH]
             while self._prune_platform_script(self._platform_log[1:], args) == lua.PRUNE_BATCH:

@@ -19,6 +19,11 @@ from __future__ import annotations
 
 __all__ = [
     "AUDIT",
+    "CLEAN_LEDGER",
+    "LINK",
+    "LINKS_PAGE",
+    "RECORD_LINKS",
+    "REVOKE_LINK",
     "BUMP",
     "COUNTER_INCR",
     "CREATE",
@@ -49,11 +54,14 @@ NO_TENANT = "!no-tenant"
 LOST = "!lost"
 
 # Append [seq, at, entry] to a log and trim it; a trimmed sign-in leaves its user's set too.
+# The audit log is ordered by seq (written in the same step as its change),
+# the sign-in log by the click's own time (``by_time``): a worker's buffer
+# may reach Redis after a later click's.
 APPEND = """
-local function append(seqkey, logkey, atkey, at, entry, userprefix)
+local function append(seqkey, logkey, atkey, at, entry, userprefix, by_time)
   local seq = redis.call('INCR', seqkey)
   local member = '[' .. seq .. ',' .. at .. ',' .. entry .. ']'
-  redis.call('ZADD', logkey, seq, member)
+  redis.call('ZADD', logkey, by_time and at or seq, member)
   redis.call('ZADD', atkey, at, seq)
   for _ = 1, 4 do
     if redis.call('ZCARD', logkey) <= MAX_LOG then break end
@@ -83,7 +91,7 @@ AUDIT = (
     + """
 local function audit(base, at, actor, action, detail)
   local entry = '[' .. cjson.encode(actor) .. ',' .. cjson.encode(action) .. ',' .. detail .. ']'
-  append(base .. 'seq', base .. 'audit', base .. 'audit_at', at, entry, nil)
+  append(base .. 'seq', base .. 'audit', base .. 'audit_at', at, entry, nil, false)
 end
 """
 )
@@ -151,7 +159,7 @@ local inc, base = tenant()
 if not inc then return base end
 if #ARGV > 4 then redis.call('HSET', KEYS[1], unpack(ARGV, 5)) end
 audit(base, ARGV[2], ARGV[3], 'settings.update', ARGV[4])
-return redis.call('HMGET', KEYS[1], 'auto_login_enabled', 'token_ttl_seconds')
+return redis.call('HGETALL', KEYS[1])
 """
 )
 # ARGV: base, portal, at, actor, detail.
@@ -183,12 +191,16 @@ local function find_key(base, digest)
   return {name, record, redis.call('HGET', base .. 'used', name) or ''}
 end
 """
-# The hot path: incarnation, global epoch and user epoch as of one instant.
+# The hot path: incarnation, global epoch and user epoch as of one instant,
+# and the link's state: voided, the tenant's binding setting, the device it
+# is bound to, with the first binding made here when the token is current.
 # The user epochs carry the incarnation under the field "\\n" (never a user id).
+# ARGV: base, user, key digest ('' for none), link id, device ('' for none),
+# the token's incarnation, epoch and user epoch, when a binding may go.
 TOKEN_STATE = (
     FIND
     + """
-local m = redis.call('HMGET', KEYS[1], 'incarnation', 'epoch')
+local m = redis.call('HMGET', KEYS[1], 'incarnation', 'epoch', 'bind_to_first_device')
 if not m[1] then
   if redis.call('EXISTS', KEYS[1]) == 0 then return '!no-tenant' end
   return {false, m[2], false}
@@ -196,10 +208,24 @@ end
 local base = ARGV[1] .. m[1] .. ':'
 local u = redis.call('HMGET', base .. 'user_epochs', ARGV[2], '\\n')
 if u[2] ~= m[1] then return '!lost' end
-if not ARGV[3] then return {m[1], m[2], u[1]} end
+local voided, bind, bound = 0, 0, false
+if ARGV[4] ~= '' then
+  voided = redis.call('HEXISTS', base .. 'voided', ARGV[4])
+  if m[3] == '1' then
+    bind = 1
+    bound = redis.call('HGET', base .. 'bound', ARGV[4])
+    if not bound and ARGV[5] ~= '' and voided == 0 and ARGV[6] == m[1] and ARGV[7] == m[2]
+        and ARGV[8] == (u[1] or '0') then
+      redis.call('HSET', base .. 'bound', ARGV[4], ARGV[5])
+      redis.call('ZADD', base .. 'bound_exp', ARGV[9], ARGV[4])
+      bound = ARGV[5]
+    end
+  end
+end
+if ARGV[3] == '' then return {m[1], m[2], u[1], voided, bind, bound} end
 local key = find_key(base, ARGV[3])  -- the portal's tenant key, in the same trip
-if not key then return {m[1], m[2], u[1], false} end
-return {m[1], m[2], u[1], key[1], key[2], key[3]}
+if not key then return {m[1], m[2], u[1], voided, bind, bound, false} end
+return {m[1], m[2], u[1], voided, bind, bound, key[1], key[2], key[3]}
 """
 )
 ISSUE_STATE = (
@@ -219,8 +245,10 @@ return {meta, epochs}
 """
 )
 # ARGV: base, the incarnation the clicks were of ('' for any), then (at,
-# entry, user) for each sign-in of the batch. A tenant deleted (or made
-# again) since the clicks gets nothing: their log is gone with it.
+# entry, user, link id of a successful sign-in ('' for none), ip ('' for
+# none)) for each sign-in of the batch. A tenant deleted (or made again)
+# since the clicks gets nothing: their log is gone with it. A successful
+# sign-in counts on its link in the ledger.
 SIGNINS = (
     APPEND
     + """
@@ -228,13 +256,29 @@ local inc = redis.call('HGET', KEYS[1], 'incarnation')
 if not inc or (ARGV[2] ~= '' and ARGV[2] ~= inc) then return 0 end
 local base = ARGV[1] .. inc .. ':'
 local userprefix = base .. 'signins:'
-for i = 3, #ARGV, 3 do
+for i = 3, #ARGV, 5 do
   local seq, member = append(base .. 'seq', base .. 'signins', base .. 'signins_at',
-    ARGV[i], ARGV[i + 1], userprefix)
+    ARGV[i], ARGV[i + 1], userprefix, true)
   local userkey = userprefix .. ARGV[i + 2]
   redis.call('SADD', base .. 'signin_users', ARGV[i + 2])
-  redis.call('ZADD', userkey, seq, member)
+  redis.call('ZADD', userkey, ARGV[i], member)
   redis.call('ZREMRANGEBYRANK', userkey, 0, -MAX_USER - 1)
+  if ARGV[i + 3] ~= '' then
+    local record = redis.call('HGET', base .. 'links', ARGV[i + 3])
+    if record then
+      -- [user, target, reference, issued_by, issued_at, expires_at, epoch,
+      --  user_epoch, uses, first_used_at, last_used_at, last_ip]
+      local r = cjson.decode(record)
+      local at = tonumber(ARGV[i])
+      r[9] = r[9] + 1
+      if r[10] == cjson.null or at < r[10] then r[10] = at end
+      if r[11] == cjson.null or at >= r[11] then
+        r[11] = at
+        r[12] = ARGV[i + 4] ~= '' and ARGV[i + 4] or cjson.null
+      end
+      redis.call('HSET', base .. 'links', ARGV[i + 3], cjson.encode(r))
+    end
+  end
 end
 return 1
 """
@@ -249,8 +293,27 @@ return value
 """
 
 # Drop up to ``batch`` entries older than ``before`` ('(' .. seconds) from a log.
+# The audit logs are scored by number: their ``at`` set (seq by time) finds
+# the old ones. The sign-in log is scored by time (``by_time``); an entry
+# written before it was (scored by its number, so far below any time) is
+# given its time's score here instead of being dropped for it.
 PRUNE_LOG = """
-local function prune(log, at, before, batch, userprefix)
+local function prune(log, at, before, batch, userprefix, by_time)
+  if by_time then
+    local cut = tonumber(string.sub(before, 2))
+    local members = redis.call('ZRANGEBYSCORE', log, '-inf', before, 'LIMIT', 0, batch)
+    for _, member in ipairs(members) do
+      local entry = cjson.decode(member)
+      if entry[2] < cut then
+        redis.call('ZREM', log, member)
+        redis.call('ZREM', at, entry[1])
+        if userprefix then redis.call('ZREM', userprefix .. entry[3][1], member) end
+      else
+        redis.call('ZADD', log, entry[2], member)
+      end
+    end
+    return #members
+  end
   local seqs = redis.call('ZRANGEBYSCORE', at, '-inf', before, 'LIMIT', 0, batch)
   for _, seq in ipairs(seqs) do
     for _, member in ipairs(redis.call('ZRANGEBYSCORE', log, seq, seq)) do
@@ -269,12 +332,13 @@ PRUNE = (
 local inc = redis.call('HGET', KEYS[1], 'incarnation')
 if not inc then return 0 end
 local base = ARGV[1] .. inc .. ':'
-local userprefix = ARGV[4] == 'signins' and base .. 'signins:' or nil
-return prune(base .. ARGV[4], base .. ARGV[4] .. '_at', ARGV[2], ARGV[3], userprefix)
+local signins = ARGV[4] == 'signins'
+local userprefix = signins and base .. 'signins:' or nil
+return prune(base .. ARGV[4], base .. ARGV[4] .. '_at', ARGV[2], ARGV[3], userprefix, signins)
 """
 )
 # The platform's log. KEYS: audit, audit_at; ARGV: '(' .. before, batch size.
-PRUNE_PLATFORM = PRUNE_LOG + "return prune(KEYS[1], KEYS[2], ARGV[1], ARGV[2], nil)\n"
+PRUNE_PLATFORM = PRUNE_LOG + "return prune(KEYS[1], KEYS[2], ARGV[1], ARGV[2], nil, false)\n"
 PRUNE_BATCH = 500
 
 # The platform's own log. KEYS: seq, audit, audit_at; ARGV: at, actor, action, detail.
@@ -282,7 +346,7 @@ PLATFORM_AUDIT = (
     APPEND
     + """
 local entry = '[' .. cjson.encode(ARGV[2]) .. ',' .. cjson.encode(ARGV[3]) .. ',' .. ARGV[4] .. ']'
-append(KEYS[1], KEYS[2], KEYS[3], ARGV[1], entry, nil)
+append(KEYS[1], KEYS[2], KEYS[3], ARGV[1], entry, nil, false)
 return 1
 """
 )
@@ -345,3 +409,159 @@ redis.call('HSET', KEYS[9], 'layout', '2', 'legacy_before', ARGV[2])
 redis.call('ZADD', KEYS[10], 0, 'default')
 return 1
 """
+
+# Drop what outlived its link, up to ``budget`` of each: ledger entries past
+# their expiry plus a day (``cut_links``), revocations and bindings past
+# their own (``cut_now``); both cuts are '(' .. seconds. Answers how many went.
+LEDGER_CLEANUP = """
+local function cleanup(base, cut_links, cut_now, budget)
+  local removed = 0
+  local old = redis.call('ZRANGEBYSCORE', base .. 'links_exp', '-inf', cut_links,
+    'LIMIT', 0, budget)
+  for _, id in ipairs(old) do
+    local record = redis.call('HGET', base .. 'links', id)
+    if record then
+      local user = cjson.decode(record)[1]
+      local userkey = base .. 'links:' .. user
+      redis.call('ZREM', userkey, id)
+      if redis.call('EXISTS', userkey) == 0 then redis.call('SREM', base .. 'link_users', user) end
+      redis.call('HDEL', base .. 'links', id)
+    end
+    redis.call('ZREM', base .. 'links_at', id)
+    redis.call('ZREM', base .. 'links_exp', id)
+  end
+  removed = removed + #old
+  for _, name in ipairs({'voided', 'bound'}) do
+    local gone = redis.call('ZRANGEBYSCORE', base .. name .. '_exp', '-inf', cut_now,
+      'LIMIT', 0, budget)
+    for _, id in ipairs(gone) do
+      redis.call('HDEL', base .. name, id)
+      redis.call('ZREM', base .. name .. '_exp', id)
+    end
+    removed = removed + #gone
+  end
+  return removed
+end
+"""
+# New links into the ledger, and a bounded cleanup. ARGV: base, the
+# incarnation they were issued in, cut_links, cut_now, budget, then (link
+# id, user, issued_at, expires_at, record JSON) for each link.
+RECORD_LINKS = (
+    LEDGER_CLEANUP
+    + """
+local inc = redis.call('HGET', KEYS[1], 'incarnation')
+if not inc or inc ~= ARGV[2] then return 0 end
+local base = ARGV[1] .. inc .. ':'
+for i = 6, #ARGV, 5 do
+  if redis.call('HSETNX', base .. 'links', ARGV[i], ARGV[i + 4]) == 1 then
+    redis.call('ZADD', base .. 'links_at', ARGV[i + 2], ARGV[i])
+    redis.call('ZADD', base .. 'links_exp', ARGV[i + 3], ARGV[i])
+    redis.call('ZADD', base .. 'links:' .. ARGV[i + 1], ARGV[i + 2], ARGV[i])
+    redis.call('SADD', base .. 'link_users', ARGV[i + 1])
+  end
+end
+cleanup(base, ARGV[3], ARGV[4], tonumber(ARGV[5]))
+return 1
+"""
+)
+# A tenant's cleanup alone (pruning). ARGV: base, cut_links, cut_now, budget.
+CLEAN_LEDGER = (
+    LEDGER_CLEANUP
+    + """
+local inc = redis.call('HGET', KEYS[1], 'incarnation')
+if not inc then return 0 end
+return cleanup(ARGV[1] .. inc .. ':', ARGV[2], ARGV[3], tonumber(ARGV[4]))
+"""
+)
+# A ledger entry with its status as a verification would answer now.
+LINK_STATUS = """
+local function link_status(base, epoch, id, expired_before)
+  local record = redis.call('HGET', base .. 'links', id)
+  if not record then return nil end
+  local r = cjson.decode(record)
+  local status = 'active'
+  if r[6] < expired_before then
+    status = 'expired'
+  elseif r[7] ~= epoch or r[8] ~= tonumber(redis.call('HGET', base .. 'user_epochs', r[1]) or '0')
+      or redis.call('HEXISTS', base .. 'voided', id) == 1 then
+    status = 'revoked'
+  end
+  return {id, record, status, redis.call('HEXISTS', base .. 'bound', id)}
+end
+"""
+# A page of the ledger, newest first. ARGV: base, index ('links_at' or
+# 'links:<user>'), after ('' for the first page), limit, status ('' for any),
+# expired_before, most entries to look at. Answers {next or false, then id,
+# record, status, bound for each link}, or '!no-link' for an unknown after.
+LINKS_PAGE = (
+    LINK_STATUS
+    + """
+local m = redis.call('HMGET', KEYS[1], 'incarnation', 'epoch')
+if not m[1] then return '!no-tenant' end
+local base = ARGV[1] .. m[1] .. ':'
+local epoch, index = tonumber(m[2]), base .. ARGV[2]
+local start = 0
+if ARGV[3] ~= '' then
+  local rank = redis.call('ZREVRANK', index, ARGV[3])
+  if not rank then return '!no-link' end
+  start = rank + 1
+end
+local limit, expired_before, budget = tonumber(ARGV[4]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local found, scanned, last = {}, 0, false
+while #found <= limit and scanned < budget do
+  local ids = redis.call('ZREVRANGE', index, start, start + 99)
+  if #ids == 0 then break end
+  for _, id in ipairs(ids) do
+    scanned, start, last = scanned + 1, start + 1, id
+    local link = link_status(base, epoch, id, expired_before)
+    if link and (ARGV[5] == '' or ARGV[5] == link[3]) then found[#found + 1] = link end
+    if #found > limit or scanned >= budget then break end
+  end
+end
+local out = {false}
+for i = 1, math.min(#found, limit) do
+  for _, v in ipairs(found[i]) do out[#out + 1] = v end
+end
+if #found > limit then
+  out[1] = found[limit][1]
+elseif scanned >= budget and #redis.call('ZREVRANGE', index, start, start) > 0 then
+  out[1] = last  -- looked at enough for one call: the next page goes on from here
+end
+return out
+"""
+)
+# One ledger entry. ARGV: base, link id, expired_before.
+LINK = (
+    LINK_STATUS
+    + """
+local m = redis.call('HMGET', KEYS[1], 'incarnation', 'epoch')
+if not m[1] then return '!no-tenant' end
+return link_status(ARGV[1] .. m[1] .. ':', tonumber(m[2]), ARGV[2], tonumber(ARGV[3])) or false
+"""
+)
+# Void one link. ARGV: base, link id, ledger ('1' or '0'), now, keep until
+# (without the ledger), leeway, actor, reason. Answers 'ok', 'expired' (with
+# the ledger: nothing stored) or '!no-link'.
+REVOKE_LINK = (
+    AUDIT
+    + """
+local inc, base = tenant()
+if not inc then return base end
+local keep, user = tonumber(ARGV[5]), nil
+if ARGV[3] == '1' then
+  local record = redis.call('HGET', base .. 'links', ARGV[2])
+  if not record then return '!no-link' end
+  local r = cjson.decode(record)
+  keep, user = r[6] + tonumber(ARGV[6]), r[1]
+  if keep < tonumber(ARGV[4]) then return 'expired' end
+end
+local old = tonumber(redis.call('ZSCORE', base .. 'voided_exp', ARGV[2]) or '0')
+if old > keep then keep = old end
+redis.call('HSET', base .. 'voided', ARGV[2], ARGV[4])
+redis.call('ZADD', base .. 'voided_exp', keep, ARGV[2])
+local detail = '{"link_id": ' .. cjson.encode(ARGV[2]) .. ', "reason": ' .. cjson.encode(ARGV[8])
+if user then detail = detail .. ', "user_id": ' .. cjson.encode(user) end
+audit(base, ARGV[4], ARGV[7], 'link.revoke', detail .. '}')
+return 'ok'
+"""
+)

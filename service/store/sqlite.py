@@ -27,6 +27,7 @@ from service.errors import (
     ConfigError,
     ConflictError,
     KeyNotFoundError,
+    LinkNotFoundError,
     StoreDataError,
     StoreUnavailableError,
     TenantNotFoundError,
@@ -37,6 +38,9 @@ from service.store import (
     EpochInfo,
     IssueState,
     KeyRecord,
+    LinkCheck,
+    LinkRecord,
+    LinkRevocation,
     Settings,
     Signin,
     TenantInfo,
@@ -58,7 +62,9 @@ CREATE TABLE IF NOT EXISTS tenants (
     changed_by TEXT NOT NULL,
     reason TEXT NOT NULL,
     auto_login_enabled INTEGER NOT NULL,
-    token_ttl_seconds INTEGER NOT NULL
+    token_ttl_seconds INTEGER NOT NULL,
+    bind_to_first_device INTEGER NOT NULL DEFAULT 0,
+    role_mailboxes TEXT
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS user_epochs (
     tenant TEXT NOT NULL,
@@ -82,7 +88,8 @@ CREATE TABLE IF NOT EXISTS signins (
     outcome TEXT NOT NULL,
     ip TEXT,
     user_agent TEXT,
-    tenant TEXT NOT NULL
+    tenant TEXT NOT NULL,
+    link_id TEXT
 );
 CREATE TABLE IF NOT EXISTS counters (
     key TEXT PRIMARY KEY,
@@ -110,6 +117,37 @@ CREATE TABLE IF NOT EXISTS platform_audit (
     action TEXT NOT NULL,
     detail TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS links (
+    tenant TEXT NOT NULL,
+    link_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    target TEXT NOT NULL,
+    reference TEXT,
+    issued_by TEXT NOT NULL,
+    issued_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    epoch INTEGER NOT NULL,
+    user_epoch INTEGER NOT NULL,
+    uses INTEGER NOT NULL DEFAULT 0,
+    first_used_at REAL,
+    last_used_at REAL,
+    last_ip TEXT,
+    PRIMARY KEY (tenant, link_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS voided_links (
+    tenant TEXT NOT NULL,
+    link_id TEXT NOT NULL,
+    revoked_at REAL NOT NULL,
+    keep_until REAL NOT NULL,
+    PRIMARY KEY (tenant, link_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS bindings (
+    tenant TEXT NOT NULL,
+    link_id TEXT NOT NULL,
+    device TEXT NOT NULL,
+    keep_until REAL NOT NULL,
+    PRIMARY KEY (tenant, link_id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS store_info (
     name TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -121,7 +159,24 @@ CREATE INDEX IF NOT EXISTS signins_tenant ON signins (tenant, at);
 CREATE INDEX IF NOT EXISTS signins_tenant_user ON signins (tenant, user_id, at);
 CREATE INDEX IF NOT EXISTS signins_at ON signins (at);
 CREATE INDEX IF NOT EXISTS platform_audit_at ON platform_audit (at);
+CREATE INDEX IF NOT EXISTS links_order ON links (tenant, issued_at, link_id);
+CREATE INDEX IF NOT EXISTS links_user ON links (tenant, user_id, issued_at, link_id);
+CREATE INDEX IF NOT EXISTS links_expiry ON links (expires_at);
+CREATE INDEX IF NOT EXISTS voided_expiry ON voided_links (keep_until);
+CREATE INDEX IF NOT EXISTS bindings_expiry ON bindings (keep_until);
 """
+#: Columns added since the tables were first made: a store made before gets
+#: them on its next start (with their defaults: binding off, the default
+#: role mailboxes, no link id in older sign-ins).
+_ADDED_COLUMNS = (
+    ("tenants", "bind_to_first_device", "INTEGER NOT NULL DEFAULT 0"),
+    ("tenants", "role_mailboxes", "TEXT"),
+    ("signins", "link_id", "TEXT"),
+)
+#: How long the ledger keeps a link past its expiry.
+LEDGER_GRACE_SECONDS = 86400
+#: Expired ledger entries, revocations and bindings dropped per issue (besides pruning).
+_CLEANUP_EXTRA = 100
 # The single-tenant version's layout (before tenants): one meta row, user
 # epochs keyed by user id alone, logs without a tenant column. Taken over in
 # place as the tenant ``default`` by _take_over.
@@ -137,41 +192,83 @@ _COUNTER_INCR = (
     " RETURNING value"
 )
 
-# One statement, one round trip: the tenant's incarnation, its global epoch
-# and the user's epoch (0 for a user never revoked) as of the same instant.
-# No row: no such tenant. A tenant's rows elsewhere are keyed by its
-# incarnation, so a tenant deleted and made again shares nothing with the old.
-_TOKEN_STATE = (
+# One statement, one round trip: the tenant's incarnation, its global epoch,
+# the user's epoch (0 for a user never revoked), the tenant's binding
+# setting, whether the link is voided and the device it is bound to, as of
+# the same instant. No row: no such tenant. A tenant's rows elsewhere are
+# keyed by its incarnation, so a tenant deleted and made again shares nothing
+# with the old.
+_STATE_COLUMNS = (
     "SELECT t.incarnation, t.epoch,"
     " COALESCE((SELECT u.epoch FROM user_epochs u"
-    " WHERE u.tenant = t.incarnation AND u.user_id = ?), 0)"
-    " FROM tenants t WHERE t.tenant_id = ?"
+    " WHERE u.tenant = t.incarnation AND u.user_id = :user), 0),"
+    " t.bind_to_first_device,"
+    " EXISTS (SELECT 1 FROM voided_links v WHERE v.tenant = t.incarnation AND v.link_id = :link),"
+    " (SELECT b.device FROM bindings b WHERE b.tenant = t.incarnation AND b.link_id = :link)"
 )
+_TOKEN_STATE = _STATE_COLUMNS + " FROM tenants t WHERE t.tenant_id = :tenant"
 # The same, and the tenant key of a digest (NULLs when there is none).
 _TOKEN_STATE_AND_KEY = (
-    "SELECT t.incarnation, t.epoch,"
-    " COALESCE((SELECT u.epoch FROM user_epochs u"
-    " WHERE u.tenant = t.incarnation AND u.user_id = ?), 0),"
-    " k.name, k.digest, k.roles, k.created_at, k.last_used_at"
-    " FROM tenants t LEFT JOIN tenant_keys k ON k.tenant = t.incarnation AND k.digest = ?"
-    " WHERE t.tenant_id = ?"
+    _STATE_COLUMNS + ", k.name, k.digest, k.roles, k.created_at, k.last_used_at"
+    " FROM tenants t LEFT JOIN tenant_keys k ON k.tenant = t.incarnation AND k.digest = :digest"
+    " WHERE t.tenant_id = :tenant"
+)
+# A link of the ledger with its status as a verification would answer now:
+# expired whatever else, else revoked by the store, a bump, its user or
+# itself, else active. :expired is now less the leeway.
+_LINK_SELECT = (
+    "SELECT l.link_id, l.user_id, l.target, l.reference, l.issued_by, l.issued_at,"
+    " l.expires_at, l.epoch, l.user_epoch, l.uses, l.first_used_at, l.last_used_at, l.last_ip,"
+    " CASE WHEN l.expires_at < :expired THEN 'expired'"
+    " WHEN l.epoch != t.epoch OR l.user_epoch != COALESCE((SELECT u.epoch FROM user_epochs u"
+    " WHERE u.tenant = l.tenant AND u.user_id = l.user_id), 0)"
+    " OR EXISTS (SELECT 1 FROM voided_links v WHERE v.tenant = l.tenant AND v.link_id = l.link_id)"
+    " THEN 'revoked' ELSE 'active' END AS status,"
+    " EXISTS (SELECT 1 FROM bindings b WHERE b.tenant = l.tenant AND b.link_id = l.link_id)"
+    " FROM links l JOIN tenants t ON t.incarnation = l.tenant WHERE t.tenant_id = :tenant"
+)
+_INSERT_LINK = (
+    "INSERT OR IGNORE INTO links (tenant, link_id, user_id, target, reference, issued_by,"
+    " issued_at, expires_at, epoch, user_epoch) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+# A successful sign-in counts on its link: first use, last use and from where
+# (the latest click wins, whichever worker wrote it first).
+_USE_LINK = (
+    "UPDATE links SET uses = uses + 1,"
+    " first_used_at = MIN(COALESCE(first_used_at, :at), :at),"
+    " last_ip = CASE WHEN last_used_at IS NULL OR :at >= last_used_at THEN :ip ELSE last_ip END,"
+    " last_used_at = MAX(COALESCE(last_used_at, :at), :at)"
+    " WHERE tenant = :tenant AND link_id = :link"
+)
+# Bounded removal of what outlived its link (WITHOUT ROWID: by primary key).
+_CLEANUPS = (
+    "DELETE FROM links WHERE (tenant, link_id) IN"
+    " (SELECT tenant, link_id FROM links WHERE expires_at < ? LIMIT ?)",
+    "DELETE FROM voided_links WHERE (tenant, link_id) IN"
+    " (SELECT tenant, link_id FROM voided_links WHERE keep_until < ? LIMIT ?)",
+    "DELETE FROM bindings WHERE (tenant, link_id) IN"
+    " (SELECT tenant, link_id FROM bindings WHERE keep_until < ? LIMIT ?)",
 )
 # Sign-ins go in with one statement per power of two of rows, not one step a
 # row: while SQLite works, the GIL passes to the clicking thread and back,
 # a context switch each time. A handful of fixed statements stay cached.
 _SIGNIN_CHUNKS = (64, 16, 4, 1)
 _INSERT_SIGNINS = {
-    n: "INSERT INTO signins (tenant, at, user_id, outcome, ip, user_agent) VALUES "  # noqa: S608 (placeholders only)
-    + ", ".join(["(?, ?, ?, ?, ?, ?)"] * n)
+    n: "INSERT INTO signins (tenant, at, user_id, outcome, ip, user_agent, link_id) VALUES "  # noqa: S608 (placeholders only)
+    + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * n)
     for n in _SIGNIN_CHUNKS
 }
 _SETTING_UPDATES = {
     "auto_login_enabled": "UPDATE tenants SET auto_login_enabled = ? WHERE tenant_id = ?",
     "token_ttl_seconds": "UPDATE tenants SET token_ttl_seconds = ? WHERE tenant_id = ?",
+    "bind_to_first_device": "UPDATE tenants SET bind_to_first_device = ? WHERE tenant_id = ?",
+    "role_mailboxes": "UPDATE tenants SET role_mailboxes = ? WHERE tenant_id = ?",
 }
+#: The settings' columns, in Settings' order.
+_SETTINGS_COLUMNS = "auto_login_enabled, token_ttl_seconds, bind_to_first_device, role_mailboxes"
 _META = (
-    "SELECT incarnation, epoch, changed_at, changed_by, reason,"
-    " auto_login_enabled, token_ttl_seconds, portal_base_url, created_at"
+    "SELECT incarnation, epoch, changed_at, changed_by, reason, portal_base_url, created_at,"
+    " auto_login_enabled, token_ttl_seconds, bind_to_first_device, role_mailboxes"
     " FROM tenants WHERE tenant_id = ?"
 )
 #: Rows of a deleted tenant removed per step of the reaper: short
@@ -181,7 +278,25 @@ _REAP_TABLES = (
     ("signins", "id"),
     ("audit", "id"),
     ("tenant_keys", "name"),
+    ("links", "link_id"),
+    ("voided_links", "link_id"),
+    ("bindings", "link_id"),
 )
+
+
+def _settings(enabled: Any, ttl: Any, bind: Any, roles: Any) -> Settings:
+    """Return the settings of a tenant row's four settings columns, or raise StoreDataError."""
+    if not (isinstance(enabled, int) and isinstance(ttl, int) and isinstance(bind, int)):
+        raise StoreDataError("a tenant row has settings of the wrong shape")
+    if roles is None:
+        return Settings(bool(enabled), ttl, bool(bind))
+    try:
+        names = json.loads(roles)
+    except ValueError as e:
+        raise StoreDataError(f"a tenant row has unreadable role mailboxes: {e}") from e
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise StoreDataError("a tenant row has role mailboxes of the wrong shape")
+    return Settings(bool(enabled), ttl, bool(bind), tuple(names))
 
 
 def _ts(moment: datetime) -> float:
@@ -361,6 +476,11 @@ class SqliteStore:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            for table, column, kind in _ADDED_COLUMNS:
+                # Fixed names only, never a value: the list above.
+                columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+                if column not in columns:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
             if legacy is not None:
                 self._finish_take_over(conn, legacy)
             if not self._exists(conn, DEFAULT_TENANT):
@@ -410,7 +530,9 @@ class SqliteStore:
             "SELECT MIN(at) FROM audit WHERE action = 'store.create'"
         ).fetchone()[0]
         conn.execute(
-            "INSERT INTO tenants VALUES (?, ?, NULL, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO tenants (tenant_id, incarnation, portal_base_url, created_at, epoch,"
+            " changed_at, changed_by, reason, auto_login_enabled, token_ttl_seconds)"
+            " VALUES (?, ?, NULL, ?, ?, ?, ?, ?, ?, ?)",
             (
                 DEFAULT_TENANT,
                 incarnation,
@@ -447,7 +569,9 @@ class SqliteStore:
         incarnation = secrets.token_urlsafe(9)
         reason = "store created" if tenant_id == DEFAULT_TENANT else "tenant created"
         conn.execute(
-            "INSERT INTO tenants VALUES (?, ?, ?, ?, 1, ?, 'system', ?, ?, ?)",
+            "INSERT INTO tenants (tenant_id, incarnation, portal_base_url, created_at, epoch,"
+            " changed_at, changed_by, reason, auto_login_enabled, token_ttl_seconds)"
+            " VALUES (?, ?, ?, ?, 1, ?, 'system', ?, ?, ?)",
             (
                 tenant_id,
                 incarnation,
@@ -464,22 +588,21 @@ class SqliteStore:
     # -- reads -----------------------------------------------------------
 
     def _meta(self) -> tuple[Any, ...]:
+        """Return the tenant's row: incarnation, epoch, its change, portal, creation, settings."""
         with self._guard:
             row = self._conn().execute(_META, (self.tenant_id,)).fetchone()
         if row is None:
             raise TenantNotFoundError(self.tenant_id)
-        incarnation, epoch, changed_at, changed_by, reason, enabled, ttl, portal, created = row
+        incarnation, epoch, changed_at, changed_by, reason, portal, created = row[:7]
         if not (
             isinstance(incarnation, str)
             and isinstance(epoch, int)
-            and isinstance(enabled, int)
-            and isinstance(ttl, int)
             and isinstance(changed_at, int | float)
             and isinstance(created, int | float)
             and (portal is None or isinstance(portal, str))
         ):
             raise StoreDataError(f"SQLite store {self.path} has a tenant row of the wrong shape")
-        return row
+        return (*row[:7], _settings(*row[7:]))
 
     def _incarnation(self, conn: sqlite3.Connection) -> str:
         row = conn.execute(
@@ -489,23 +612,54 @@ class SqliteStore:
             raise TenantNotFoundError(self.tenant_id)
         return row[0]
 
-    def token_state(self, user_id: str, key_digest: bytes | None = None) -> TokenState:
+    def token_state(
+        self, user_id: str, key_digest: bytes | None = None, link: LinkCheck | None = None
+    ) -> TokenState:
+        params: dict[str, Any] = {
+            "user": user_id,
+            "tenant": self.tenant_id,
+            "link": None if link is None else link.link_id,
+        }
         with self._guard:
             if key_digest is None:
-                row = self._conn().execute(_TOKEN_STATE, (user_id, self.tenant_id)).fetchone()
+                row = self._conn().execute(_TOKEN_STATE, params).fetchone()
             else:
-                row = (
-                    self._conn()
-                    .execute(_TOKEN_STATE_AND_KEY, (user_id, key_digest, self.tenant_id))
-                    .fetchone()
-                )
+                params["digest"] = key_digest
+                row = self._conn().execute(_TOKEN_STATE_AND_KEY, params).fetchone()
         if row is None:
             raise TenantNotFoundError(self.tenant_id)
-        incarnation, epoch, user_epoch = row[:3]
+        incarnation, epoch, user_epoch, bind, voided, bound = row[:6]
         if type(incarnation) is not str or type(epoch) is not int or type(user_epoch) is not int:
             raise StoreDataError(f"SQLite store {self.path} has epochs of the wrong shape")
-        key = self._key(row[3:]) if len(row) > 3 and row[3] is not None else None
-        return TokenState(incarnation, epoch, user_epoch, key)
+        key = self._key(row[6:]) if len(row) > 6 and row[6] is not None else None
+        if (
+            link is not None
+            and bind
+            and bound is None
+            and link.device is not None
+            and not voided
+            and (link.incarnation, link.epoch, link.user_epoch) == (incarnation, epoch, user_epoch)
+        ):
+            bound = self._bind(incarnation, link)
+        return TokenState(incarnation, epoch, user_epoch, key, bool(voided), bool(bind), bound)
+
+    def _bind(self, incarnation: str, link: LinkCheck) -> str:
+        """Bind a current link to its first device; return the device it is bound to.
+
+        Of two first uses at once exactly one binds: the insert is ignored
+        when a binding exists, and both read back the one that was kept.
+        """
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO bindings (tenant, link_id, device, keep_until) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (tenant, link_id) DO NOTHING",
+                (incarnation, link.link_id, link.device, link.expires_at + LEDGER_GRACE_SECONDS),
+            )
+            row = conn.execute(
+                "SELECT device FROM bindings WHERE tenant = ? AND link_id = ?",
+                (incarnation, link.link_id),
+            ).fetchone()
+        return row[0]
 
     def issue_state(self, user_ids: Sequence[str]) -> IssueState:
         unique = list(dict.fromkeys(user_ids))
@@ -528,46 +682,48 @@ class SqliteStore:
                         epochs[user_id] = epoch
             finally:
                 conn.execute("COMMIT")
-        incarnation, epoch, _, _, _, enabled, ttl, portal, _ = meta
+        incarnation, epoch, _, _, _, portal, _, settings = meta
         return IssueState(
             incarnation=incarnation,
             epoch=epoch,
-            settings=Settings(bool(enabled), ttl),
+            settings=settings,
             user_epochs={u: epochs.get(u, 0) for u in unique},
             portal_base_url=portal,
         )
 
     def settings(self) -> Settings:
         meta = self._meta()
-        return Settings(bool(meta[5]), meta[6])
+        return meta[7]
 
     def tenant_info(self) -> TenantInfo:
         meta = self._meta()
-        return TenantInfo(
-            self.tenant_id, meta[7], from_seconds(meta[8]), Settings(bool(meta[5]), meta[6])
-        )
+        return TenantInfo(self.tenant_id, meta[5], from_seconds(meta[6]), meta[7])
 
     def epoch(self) -> EpochInfo:
-        _, epoch, changed_at, changed_by, reason, _, _, _, _ = self._meta()
+        _, epoch, changed_at, changed_by, reason, _, _, _ = self._meta()
         return EpochInfo(epoch, from_seconds(changed_at), changed_by, reason)
 
     def signins(self, *, user_id: str | None, limit: int) -> list[Signin]:
         with self._guard:
             conn = self._conn()
             incarnation = self._incarnation(conn)
+            # By the click's own time (to the microsecond), whichever worker wrote it first.
             if user_id is None:
                 rows = conn.execute(
-                    "SELECT at, user_id, outcome, ip, user_agent FROM signins"
+                    "SELECT at, user_id, outcome, ip, user_agent, link_id FROM signins"
                     " WHERE tenant = ? ORDER BY at DESC, id DESC LIMIT ?",
                     (incarnation, limit),
                 )
             else:
                 rows = conn.execute(
-                    "SELECT at, user_id, outcome, ip, user_agent FROM signins"
+                    "SELECT at, user_id, outcome, ip, user_agent, link_id FROM signins"
                     " WHERE tenant = ? AND user_id = ? ORDER BY at DESC, id DESC LIMIT ?",
                     (incarnation, user_id, limit),
                 )
-            return [Signin(from_seconds(at), u, o, ip, ua) for at, u, o, ip, ua in rows.fetchall()]
+            return [
+                Signin(from_seconds(at), u, o, ip, ua, link)
+                for at, u, o, ip, ua, link in rows.fetchall()
+            ]
 
     def audit_events(self, *, limit: int) -> list[AuditEvent]:
         with self._guard:
@@ -609,14 +765,14 @@ class SqliteStore:
 
     def _tenant_row(self, conn: sqlite3.Connection, tenant_id: str) -> TenantInfo:
         row = conn.execute(
-            "SELECT portal_base_url, created_at, auto_login_enabled, token_ttl_seconds"
-            " FROM tenants WHERE tenant_id = ?",
+            "SELECT portal_base_url, created_at, "  # noqa: S608 (fixed column names)
+            + _SETTINGS_COLUMNS
+            + " FROM tenants WHERE tenant_id = ?",
             (tenant_id,),
         ).fetchone()
         if row is None:
             raise TenantNotFoundError(tenant_id)
-        portal, created, enabled, ttl = row
-        return TenantInfo(tenant_id, portal, from_seconds(created), Settings(bool(enabled), ttl))
+        return TenantInfo(tenant_id, row[0], from_seconds(row[1]), _settings(*row[2:]))
 
     def create_tenant(
         self, tenant_id: str, portal_base_url: str, *, actor: str, reason: str, now: datetime
@@ -641,17 +797,15 @@ class SqliteStore:
             rows = (
                 self._conn()
                 .execute(
-                    "SELECT tenant_id, portal_base_url, created_at, auto_login_enabled,"
-                    " token_ttl_seconds FROM tenants WHERE tenant_id > ?"
+                    "SELECT tenant_id, portal_base_url, created_at, "  # noqa: S608 (fixed names)
+                    + _SETTINGS_COLUMNS
+                    + " FROM tenants WHERE tenant_id > ?"
                     " AND tenant_id >= ? AND tenant_id < ? ORDER BY tenant_id LIMIT ?",
                     (after or "", prefix, prefix + "\uffff", limit),
                 )
                 .fetchall()
             )
-        return [
-            TenantInfo(t, portal, from_seconds(created), Settings(bool(enabled), ttl))
-            for t, portal, created, enabled, ttl in rows
-        ]
+        return [TenantInfo(r[0], r[1], from_seconds(r[2]), _settings(*r[3:])) for r in rows]
 
     def update_tenant(
         self, tenant_id: str, portal_base_url: str, *, actor: str, reason: str, now: datetime
@@ -824,7 +978,8 @@ class SqliteStore:
             for name, value in changes.items():
                 # A fixed statement per setting: an unknown name is a KeyError,
                 # never a column name written into SQL.
-                conn.execute(_SETTING_UPDATES[name], (int(value), self.tenant_id))
+                stored = json.dumps(list(value)) if name == "role_mailboxes" else int(value)
+                conn.execute(_SETTING_UPDATES[name], (stored, self.tenant_id))
             self._audit(conn, incarnation, now, actor, "settings.update", dict(changes))
             # Read in the same transaction: what was written, not a later change.
             return self.settings()
@@ -868,13 +1023,161 @@ class SqliteStore:
             if row is None or incarnation not in (None, row[0]):
                 return  # the tenant the clicks were of is gone, and its log with it
             tenant = row[0]
-            rows = [(tenant, _ts(s.at), s.user_id, s.outcome, s.ip, s.user_agent) for s in signins]
+            rows = [
+                (tenant, _ts(s.at), s.user_id, s.outcome, s.ip, s.user_agent, s.link_id)
+                for s in signins
+            ]
             start = 0
             for size in _SIGNIN_CHUNKS:
                 while len(rows) - start >= size:
                     chunk = rows[start : start + size]
                     conn.execute(_INSERT_SIGNINS[size], tuple(chain.from_iterable(chunk)))
                     start += size
+            # The ledger counts the successful uses of each link.
+            uses = [
+                {"at": _ts(s.at), "ip": s.ip, "tenant": tenant, "link": s.link_id}
+                for s in signins
+                if s.outcome == "ok" and s.link_id is not None
+            ]
+            if uses:
+                conn.executemany(_USE_LINK, uses)
+
+    # -- the ledger ---------------------------------------------------------
+
+    def record_links(self, links: Sequence[LinkRecord], incarnation: str, now: datetime) -> None:
+        rows = [
+            (
+                incarnation,
+                link.link_id,
+                link.user_id,
+                link.target,
+                link.reference,
+                link.issued_by,
+                _ts(link.issued_at),
+                _ts(link.expires_at),
+                link.epoch,
+                link.user_epoch,
+            )
+            for link in links
+        ]
+        with self._write() as conn:
+            if self._incarnation(conn) != incarnation:
+                return  # the tenant was deleted (and made again) since the read
+            conn.executemany(_INSERT_LINK, rows)
+            # What outlived its link goes a little at a time with each issue,
+            # so the ledger stays bounded even where nobody ever clicks.
+            cutoff = now.timestamp()
+            budget = len(rows) + _CLEANUP_EXTRA
+            conn.execute(_CLEANUPS[0], (cutoff - LEDGER_GRACE_SECONDS, budget))
+            conn.execute(_CLEANUPS[1], (cutoff, budget))
+            conn.execute(_CLEANUPS[2], (cutoff, budget))
+
+    @staticmethod
+    def _link(row: Sequence[Any]) -> LinkRecord:
+        (link_id, user_id, target, reference, issued_by, issued_at, expires_at, epoch, user_epoch,
+         uses, first, last, ip, status, bound) = row  # fmt: skip
+        return LinkRecord(
+            link_id,
+            user_id,
+            target,
+            reference,
+            issued_by,
+            from_seconds(issued_at),
+            from_seconds(expires_at),
+            epoch,
+            user_epoch,
+            status,
+            uses,
+            None if first is None else from_seconds(first),
+            None if last is None else from_seconds(last),
+            ip,
+            bool(bound),
+        )
+
+    def links(
+        self,
+        *,
+        user_id: str | None,
+        status: str | None,
+        after: str | None,
+        limit: int,
+        expired_before: float,
+    ) -> tuple[list[LinkRecord], str | None]:
+        params: dict[str, Any] = {
+            "tenant": self.tenant_id,
+            "expired": expired_before,
+            "user": user_id,
+            "status": status,
+            "limit": limit + 1,
+        }
+        where = ""
+        if user_id is not None:
+            where += " AND l.user_id = :user"
+        with self._guard:
+            conn = self._conn()
+            incarnation = self._incarnation(conn)
+            if after is not None:
+                row = conn.execute(
+                    "SELECT issued_at FROM links WHERE tenant = ? AND link_id = ?",
+                    (incarnation, after),
+                ).fetchone()
+                if row is None:
+                    raise LinkNotFoundError(after)
+                params.update(at=row[0], after=after)
+                where += " AND (l.issued_at, l.link_id) < (:at, :after)"
+            query = f"{_LINK_SELECT}{where} ORDER BY l.issued_at DESC, l.link_id DESC"
+            if status is not None:
+                # Only fixed SQL is formatted in; every value is a parameter.
+                query = f"SELECT * FROM ({query}) WHERE status = :status"  # noqa: S608
+            rows = conn.execute(query + " LIMIT :limit", params).fetchall()
+        page = [self._link(row) for row in rows[:limit]]
+        return page, (page[-1].link_id if len(rows) > limit else None)
+
+    def link(self, link_id: str, *, expired_before: float) -> LinkRecord | None:
+        params = {"tenant": self.tenant_id, "expired": expired_before, "link": link_id}
+        with self._guard:
+            conn = self._conn()
+            self._incarnation(conn)  # TenantNotFoundError first
+            row = conn.execute(_LINK_SELECT + " AND l.link_id = :link", params).fetchone()
+        return None if row is None else self._link(row)
+
+    def revoke_link(
+        self,
+        link_id: str,
+        *,
+        ledger: bool,
+        max_ttl: int,
+        leeway: int,
+        actor: str,
+        reason: str,
+        now: datetime,
+    ) -> LinkRevocation:
+        at = _ts(now)
+        with self._write() as conn:
+            incarnation = self._incarnation(conn)
+            detail: dict[str, Any] = {"link_id": link_id, "reason": reason}
+            if ledger:
+                row = conn.execute(
+                    "SELECT expires_at, user_id FROM links WHERE tenant = ? AND link_id = ?",
+                    (incarnation, link_id),
+                ).fetchone()
+                if row is None:
+                    raise LinkNotFoundError(link_id)
+                keep_until = row[0] + leeway
+                if keep_until < at:
+                    return LinkRevocation(link_id, now, expired=True)  # nothing to store
+                detail["user_id"] = row[1]
+            else:
+                keep_until = at + max_ttl + leeway
+            conn.execute(
+                "INSERT INTO voided_links (tenant, link_id, revoked_at, keep_until)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (tenant, link_id) DO UPDATE"
+                " SET revoked_at = excluded.revoked_at,"
+                " keep_until = MAX(keep_until, excluded.keep_until)",
+                (incarnation, link_id, at, keep_until),
+            )
+            self._audit(conn, incarnation, now, actor, "link.revoke", detail)
+        return LinkRevocation(link_id, now)
 
     def prune(self, *, before: datetime, tenants: Sequence[str] = ()) -> None:
         # Every tenant's old entries at once: the tables are shared, the
@@ -883,7 +1186,11 @@ class SqliteStore:
             conn.execute("DELETE FROM audit WHERE at < ?", (_ts(before),))
             conn.execute("DELETE FROM signins WHERE at < ?", (_ts(before),))
             conn.execute("DELETE FROM platform_audit WHERE at < ?", (_ts(before),))
-            conn.execute("DELETE FROM counters WHERE expires_at < ?", (utcnow().timestamp(),))
+            now = utcnow().timestamp()
+            conn.execute("DELETE FROM counters WHERE expires_at < ?", (now,))
+            conn.execute("DELETE FROM links WHERE expires_at < ?", (now - LEDGER_GRACE_SECONDS,))
+            conn.execute("DELETE FROM voided_links WHERE keep_until < ?", (now,))
+            conn.execute("DELETE FROM bindings WHERE keep_until < ?", (now,))
 
     def counter_incr(self, key: str, *, expiry_seconds: int, amount: int = 1) -> int:
         now = utcnow().timestamp()

@@ -31,6 +31,7 @@ from tests.e2e.test_gunicorn_e2e import (
 from tests.support.gunicorn_server import ROOT, GunicornServer
 from tests.support.redis_keys import meta
 from tests.support.redis_server import RedisServer
+from tests.support.tenants import LINK_SETTINGS
 
 #: Generous bound for "answers, does not hang": the Redis timeouts are 0.5 s.
 BOUND_SECONDS = 10
@@ -229,6 +230,7 @@ def test_settings_changed_on_one_host_are_used_by_the_other(hosts):
         **changes,
         "max_token_ttl_seconds": 604800,
         "portal_base_url": "https://portal.example.com",
+        **LINK_SETTINGS,
     }
     token = issue(b, "ttl")
     assert claims(token)["exp"] - claims(token)["iat"] == 7200

@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 
 from tests.conftest import PORTAL, auth
+from tests.support.tenants import LINK_SETTINGS
 
 ADMIN = auth("admin-key")
 DEFAULTS = {
@@ -15,6 +16,7 @@ DEFAULTS = {
     "max_token_ttl_seconds": 604800,
     # The tenant's portal address, read-only: default's is the deployment's.
     "portal_base_url": PORTAL,
+    **LINK_SETTINGS,
 }
 T0_ISO = "2026-11-25T10:00:00Z"
 

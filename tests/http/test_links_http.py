@@ -45,6 +45,7 @@ def test_new_install_answers_plain_link_with_reason_disabled(links):
         "auto_login": False,
         "reason": "disabled",
         "expires_at": None,
+        "link_id": None,
     }
 
 
@@ -131,6 +132,7 @@ def test_an_email_not_only_to_the_user_gets_the_plain_link(enabled, recipients, 
         "auto_login": False,
         "reason": reason,
         "expires_at": None,
+        "link_id": None,
     }
 
 
@@ -434,6 +436,7 @@ def test_batch_answers_each_item_in_order(frozen, enabled, client):
         "auto_login": False,
         "reason": "multiple_recipients",
         "expires_at": None,
+        "link_id": None,
     }
     assert claims_of(token_of(answers[2]["url"]))["sub"] == "3"
     assert answers[2]["expires_at"] == "2026-11-25T10:01:00Z"

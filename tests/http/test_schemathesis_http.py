@@ -263,13 +263,18 @@ NEAR_MISSES = {
 #: A valid body's name for what must be new each time (a tenant, a key).
 FRESH = {"TenantCreate": "tenant_id", "KeyCreate": "name"}
 #: A tenant other than default, made for the near misses: default's portal cannot move.
-PATH_PARAMETERS = {"tenant_id": "acme", "user_id": "42"}
+PATH_PARAMETERS = {"tenant_id": "acme", "user_id": "42", "link_id": "Qx3vT0bqW2mZ8kLr"}
 
 
 @pytest.fixture(scope="module")
 def near_miss_app(tmp_path_factory):
-    """One app for every near miss: each is one request that changes nothing it reads."""
-    app = create_app(production_config(sqlite_url(tmp_path_factory.mktemp("near-misses"))))
+    """One app for every near miss: each is one request that changes nothing it reads.
+
+    Without the ledger, voiding a link takes any well-formed id: the body
+    alone decides the verdict, as for every other call here.
+    """
+    url = sqlite_url(tmp_path_factory.mktemp("near-misses"))
+    app = create_app(production_config(url, LINK_LEDGER=False))
     app.config["TESTING"] = True
     tenant = {"tenant_id": "acme", "portal_base_url": "https://acme.example.com", "reason": "t"}
     made = app.test_client().post("/v1/admin/tenants", json=tenant, headers=auth("ops-key"))

@@ -19,6 +19,7 @@ from tests.support.tenants import (
     GLOBEX,
     ISSUER,
     LINK,
+    LINK_SETTINGS,
     PORTAL_KEY,
     assert_problem,
     bearer,
@@ -344,6 +345,7 @@ def test_settings_are_per_tenant(client, keys):
         "token_ttl_seconds": 259200,
         "max_token_ttl_seconds": 604800,
         "portal_base_url": ACME,
+        **LINK_SETTINGS,
     }
     assert get(client, "/v1/admin/settings")["auto_login_enabled"] is False
     assert get(client, "/v1/admin/settings")["token_ttl_seconds"] == 259200
@@ -394,6 +396,7 @@ def test_default_s_settings_show_the_deployment_s_portal(client, path):
         "token_ttl_seconds": 259200,
         "max_token_ttl_seconds": 604800,
         "portal_base_url": PORTAL,
+        **LINK_SETTINGS,
     }
 
 

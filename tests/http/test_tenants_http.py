@@ -21,6 +21,7 @@ from tests.support.tenants import (
     GLOBEX,
     ISSUER,
     LINK,
+    LINK_SETTINGS,
     PORTAL_KEY,
     assert_problem,
     bearer,
@@ -85,6 +86,7 @@ def test_create_answers_201_with_auto_login_off_and_the_default_lifetime(frozen,
         **DEFAULTS,
         "max_token_ttl_seconds": 604800,
         "portal_base_url": ACME,
+        **LINK_SETTINGS,
     }
 
 
@@ -696,6 +698,7 @@ def test_a_tenant_made_again_at_once_shares_nothing_with_the_old(frozen, client,
             **DEFAULTS,
             "max_token_ttl_seconds": 604800,
             "portal_base_url": GLOBEX,
+            **LINK_SETTINGS,
         }
         assert get(worker, "/v1/tenants/acme/admin/epoch")["epoch"] == 1
         assert get(worker, "/v1/tenants/acme/admin/signins") == {"signins": []}

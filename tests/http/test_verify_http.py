@@ -466,6 +466,9 @@ def test_signin_log_records_ok_expired_and_revoked_with_the_client(frozen, enabl
     enabled.verify(short, client=CLICK)
     enabled.verify(revoked, client={"ip": "198.51.100.1"})
 
+    def link(token):  # each entry names its token's link
+        return {"link_id": jwt.decode(token, options={"verify_signature": False})["jti"]}
+
     assert signins(client) == [
         {
             "at": "2026-11-25T10:02:00Z",
@@ -473,9 +476,16 @@ def test_signin_log_records_ok_expired_and_revoked_with_the_client(frozen, enabl
             "outcome": "token_revoked",
             "ip": "198.51.100.1",
             "user_agent": None,
+            **link(revoked),
         },
-        {"at": "2026-11-25T10:02:00Z", "user_id": "bob", "outcome": "token_expired", **CLICK},
-        {"at": "2026-11-25T10:00:00Z", "user_id": "alice", "outcome": "ok", **CLICK},
+        {
+            "at": "2026-11-25T10:02:00Z",
+            "user_id": "bob",
+            "outcome": "token_expired",
+            **CLICK,
+            **link(short),
+        },
+        {"at": "2026-11-25T10:00:00Z", "user_id": "alice", "outcome": "ok", **CLICK, **link(ok)},
     ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from service.store import DEFAULT_ROLE_MAILBOXES
 from tests.conftest import auth
 
 ADMIN = auth("admin-key")
@@ -58,3 +59,11 @@ def verify(client, tenant, token_, headers=PORTAL_KEY):
     """Verify ``token_`` in ``tenant`` (``None``: the unprefixed path, the key's tenant)."""
     path = "/v1/tokens/verify" if tenant is None else f"/v1/tenants/{tenant}/tokens/verify"
     return client.post(path, json={"token": token_}, headers=headers)
+
+
+#: The settings a tenant starts with besides the switch and the lifetime:
+#: links not bound to a browser, the default role mailboxes.
+LINK_SETTINGS = {
+    "bind_to_first_device": False,
+    "role_mailboxes": list(DEFAULT_ROLE_MAILBOXES),
+}

@@ -61,7 +61,17 @@ user_ids = st.from_regex(r"[A-Za-z0-9._:@+\-]{1,128}", fullmatch=True)
 #: The token core binds any path; validate_target decides which are allowed.
 targets = st.text(max_size=80).map(lambda rest: "/" + rest)
 epochs = st.integers(min_value=0, max_value=2**63)
-states = st.builds(TokenState, st.text(min_size=1, max_size=40), epochs, epochs)
+# A current token's state: no key asked for, its link neither voided nor bound.
+states = st.builds(
+    TokenState,
+    st.text(min_size=1, max_size=40),
+    epochs,
+    epochs,
+    key=st.none(),
+    link_revoked=st.just(False),
+    bind_to_first_device=st.just(False),
+    bound_device=st.none(),
+)
 json_scalars = (
     st.none()
     | st.booleans()

@@ -22,6 +22,7 @@ import redis
 
 from service.tokens import LEGACY_PURPOSE, tenant_claim
 from tests.conftest import PORTAL, SIGNING_KEYS, auth
+from tests.support.tenants import LINK_SETTINGS
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 FACTS = json.loads((FIXTURES / "legacy_facts_f81ead8.json").read_text())
@@ -39,6 +40,7 @@ OLD_SIGNINS = [
         "outcome": "token_revoked",
         "ip": "203.0.113.7",
         "user_agent": "fixture",
+        "link_id": None,  # written before link ids
     },
     {
         "at": "2026-11-20T09:03:00Z",
@@ -46,6 +48,7 @@ OLD_SIGNINS = [
         "outcome": "ok",
         "ip": "203.0.113.7",
         "user_agent": "fixture",
+        "link_id": None,  # written before link ids
     },
 ]
 
@@ -159,6 +162,8 @@ def test_the_old_settings_are_kept(client):
         "token_ttl_seconds": 7200,
         "max_token_ttl_seconds": 604800,
         "portal_base_url": PORTAL,
+        # A store taken over gets the new settings' defaults (secure by default).
+        **LINK_SETTINGS,
     }
 
 
