@@ -626,7 +626,7 @@ def bench_growth(tmp: Path, redis_server, reps: int, big: int) -> None:
             base_url="https://p",
             token_param="auto_login",
             now=datetime.now(UTC),
-        )
+        )[0]
     ]
 
     def verify_all() -> None:
