@@ -41,6 +41,9 @@ ADMIN_CALLS = (
     ("POST", "/v1/admin/users/42/revoke", {"reason": "store test"}),
     ("GET", "/v1/admin/audit", None),
     ("GET", "/v1/admin/signins", None),
+    ("GET", "/v1/admin/links", None),
+    ("GET", "/v1/admin/links/Qx3vT0bqW2mZ8kLr", None),
+    ("POST", "/v1/admin/links/Qx3vT0bqW2mZ8kLr/revoke", {"reason": "store test"}),
 )
 #: Every secret of the test deployment: nothing the service logs may hold one.
 SECRETS = [key for key, _ in API_KEYS.values()] + list(SIGNING_KEYS.values())

@@ -128,6 +128,38 @@ def test_admin_calls_answer_503_while_redis_is_down(client, fault, method, path,
     assert_store_unavailable(response)
 
 
+def test_a_void_that_answered_503_is_whole_or_absent(client, links, fault):
+    """The store fails during a void: 503; afterwards the link is void, or not, never half."""
+    links.enable()
+    issued = links.issue().json
+    token = issued["url"].split("auto_login=", 1)[1]
+    fault.begin()
+    response = answer(
+        lambda: client.post(
+            f"/v1/admin/links/{issued['link_id']}/revoke",
+            json={"reason": "leaked"},
+            headers=auth("admin-key"),
+        )
+    )
+    assert_store_unavailable(response)
+    fault.end()
+
+    events = client.get("/v1/admin/audit", headers=auth("admin-key")).json["events"]
+    audited = events[0]["action"] == "link.revoke"
+    verdict = links.verify(token)
+    assert verdict.status_code == (401 if audited else 200)
+    listed = client.get(f"/v1/admin/links/{issued['link_id']}", headers=auth("admin-key")).json
+    assert listed["status"] == ("revoked" if audited else "active")
+    # Repeating the void completes it either way.
+    again = client.post(
+        f"/v1/admin/links/{issued['link_id']}/revoke",
+        json={"reason": "leaked"},
+        headers=auth("admin-key"),
+    )
+    assert again.status_code == 200
+    assert links.verify(token).json["code"] == "token_revoked"
+
+
 def test_the_log_says_the_store_is_unavailable_but_not_the_token(links, token, fault, caplog):
     fault.begin()
 
