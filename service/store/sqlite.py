@@ -1060,7 +1060,9 @@ class SqliteStore:
             )
             for link in links
         ]
-        with self._write() as conn:
+        # On the log's connection (no fsync per commit), like the sign-in log: a
+        # power cut may lose the newest entries of the ledger, never a revocation.
+        with self._write(log=True) as conn:
             if self._incarnation(conn) != incarnation:
                 return  # the tenant was deleted (and made again) since the read
             conn.executemany(_INSERT_LINK, rows)
