@@ -50,6 +50,8 @@ _EMAIL = re.compile(
 # the link must stay one URI that mail clients do not cut short.
 _URI_CHARS = r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/?]|%[0-9A-Fa-f]{2})"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Unicode's control characters (C0, DEL, C1), as openapi.json's reference pattern spells them.
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _URI_PATH = re.compile(rf"{_URI_CHARS}*(?:#{_URI_CHARS}*)?")
 
 
@@ -205,7 +207,7 @@ def parse_link_request(body: Any, *, token_param: str, max_ttl_seconds: int) -> 
     if reference is not None and (
         not isinstance(reference, str)
         or not 1 <= len(reference) <= MAX_REFERENCE
-        or not reference.isprintable()
+        or _CONTROL_CHARS.search(reference)
     ):
         raise _invalid(
             "reference",

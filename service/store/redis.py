@@ -677,16 +677,16 @@ class RedisStore:
         key = f"{data}signins" if user_id is None else f"{data}signins:{user_id}"
         rows = self._log(key, limit)
         try:
-            signins = [
+            # The sets are scored by the click's own time: newest click first,
+            # whichever worker's buffer reached Redis first; clicks of the same
+            # instant by the order written (a set orders equal scores by text).
+            rows.sort(key=lambda row: (row[1], row[0]), reverse=True)
+            return [
                 Signin(from_seconds(at), u, o, ip, ua, link[0] if link else None)
                 for _, at, (u, o, ip, ua, *link) in rows
             ]
         except (TypeError, ValueError, OverflowError) as e:
             raise StoreDataError(f"{key} holds an entry of the wrong shape: {e}") from e
-        # The sets are scored by the click's own time: newest click first,
-        # whichever worker's buffer reached Redis first. Entries written before
-        # (scored by number) sort below every newer one, and among themselves here.
-        return sorted(signins, key=lambda s: s.at, reverse=True)
 
     def _events(self, key: str, limit: int) -> list[AuditEvent]:
         rows = self._log(key, limit)

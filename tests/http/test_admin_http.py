@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import jwt
 import pytest
 
 from tests.conftest import PORTAL, auth
@@ -340,6 +341,7 @@ def test_signins_filter_by_user_id(frozen, client, links):
     links.verify(alice)
 
     assert [s["user_id"] for s in signins(client)] == ["alice", "bob", "alice"]
+    link = jwt.decode(alice, options={"verify_signature": False})["jti"]
     assert signins(client, user_id="alice") == [
         {
             "at": "2026-11-25T10:00:10Z",
@@ -347,6 +349,7 @@ def test_signins_filter_by_user_id(frozen, client, links):
             "outcome": "ok",
             "ip": None,
             "user_agent": None,
+            "link_id": link,
         },
         {
             "at": T0_ISO,
@@ -354,6 +357,7 @@ def test_signins_filter_by_user_id(frozen, client, links):
             "outcome": "ok",
             "ip": "203.0.113.7",
             "user_agent": "UA",
+            "link_id": link,
         },
     ]
     assert signins(client, user_id="carol") == []
