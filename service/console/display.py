@@ -21,6 +21,12 @@ ACTIONS = {
     "settings.update": "Settings changed",
     "epoch.bump": "All links voided",
     "user.revoke": "User's links voided",
+    "link.revoke": "One link voided",
+    "tenant.create": "Tenant created",
+    "tenant.update": "Tenant's portal moved",
+    "tenant.delete": "Tenant deleted",
+    "key.create": "API key made",
+    "key.revoke": "API key revoked",
 }
 
 _FIELDS = {
@@ -33,6 +39,10 @@ _FIELDS = {
     "target": "Target",
     "reason": "Reason",
     "token_ttl_seconds": "Lifetime",
+    "tenant_id": "Tenant id",
+    "portal_base_url": "Portal address",
+    "prefix": "Search",
+    "after": "Page",
 }
 _FIELD_DETAIL = re.compile(r"^(?P<field>[a-z_.]+)(?:\[(?P<index>\d+)\])?: (?P<message>.*)$")
 
