@@ -189,7 +189,9 @@ def test_session_holds_the_key_name_and_times_never_the_key(app, signed_in, froz
 def test_no_key_or_secret_ever_appears_in_a_page_or_cookie(app, signed_in, links):
     links.enable()
     links.verify(links.token())
-    signed_in.post("/admin/t/default/preview", {"user_id": "42", "email": "a@example.com", "to": "a@x.io"})
+    signed_in.post(
+        "/admin/t/default/preview", {"user_id": "42", "email": "a@example.com", "to": "a@x.io"}
+    )
     for path in (*PAGES, "/admin/", "/admin/t/default/audit?page=2", "/admin/nope"):
         response = signed_in.client.get(path)
         for secret in [*SECRETS, CONSOLE_SECRET_KEY]:
@@ -224,7 +226,9 @@ def test_idle_session_times_out(make_app, frozen):
     console = Console(app.test_client())
     console.sign_in()
     frozen.tick(timedelta(seconds=599))
-    assert console.client.get("/admin/t/default/settings").status_code == 200  # and counts as activity
+    assert (
+        console.client.get("/admin/t/default/settings").status_code == 200
+    )  # and counts as activity
     frozen.tick(timedelta(seconds=599))
     assert console.client.get("/admin/t/default/security").status_code == 200
     frozen.tick(timedelta(seconds=601))
@@ -449,7 +453,9 @@ def test_void_all_links_asks_for_confirmation_and_a_reason(app, signed_in, links
     assert "Reason: must be 1 to 500 characters" in text(refused)
     assert links.verify(before).status_code == 200
 
-    response = signed_in.post("/admin/t/default/security/void", {"reason": "mail server breach"}, follow=True)
+    response = signed_in.post(
+        "/admin/t/default/security/void", {"reason": "mail server breach"}, follow=True
+    )
     assert "Every auto-login link sent before now is void (epoch 2)" in text(response)
     assert links.verify(before).json["code"] == "token_revoked"
     assert links.verify(links.token()).status_code == 200
@@ -464,7 +470,9 @@ def test_revoke_one_users_links(app, signed_in, links):
     links.enable()
     alice, bob = links.token("alice"), links.token("bob")
     response = signed_in.post(
-        "/admin/t/default/security/revoke", {"user_id": "alice", "reason": "lost phone"}, follow=True
+        "/admin/t/default/security/revoke",
+        {"user_id": "alice", "reason": "lost phone"},
+        follow=True,
     )
     assert "Every auto-login link of user alice sent before now is void." in text(response)
     assert links.verify(alice).json["code"] == "token_revoked"
@@ -483,7 +491,9 @@ def test_revoke_one_users_links(app, signed_in, links):
     ),
 )
 def test_revoke_refuses_a_bad_user_id_or_reason(app, signed_in, user_id, reason, message):
-    response = signed_in.post("/admin/t/default/security/revoke", {"user_id": user_id, "reason": reason})
+    response = signed_in.post(
+        "/admin/t/default/security/revoke", {"user_id": user_id, "reason": reason}
+    )
     assert response.status_code == 400
     assert message in text(response)
     assert audit(app.test_client())[0]["action"] == "store.create"
