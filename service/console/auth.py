@@ -192,7 +192,9 @@ def guard() -> Any:
         raise ApiError(403, "forbidden", "only a platform admin manages tenants")
     if "named_tenant" in g:
         root = current_app.extensions["store"]
-        tenant_id, _ = acting_tenant(caller, g.named_tenant, root)
+        tenant_id, info = acting_tenant(caller, g.named_tenant, root)
+        if info is not None:
+            g.tenant_info = info  # read once: tenancy.tenant_portal() needs no second read
         g.tenant_id, g.store = tenant_id, root.tenant(tenant_id)
     return None
 
