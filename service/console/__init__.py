@@ -59,6 +59,7 @@ def init_app(app: Flask) -> None:
         auth,
         display,
         handlers,
+        keys,
         pages,
         platform,
     )

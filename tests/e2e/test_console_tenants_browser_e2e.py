@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from tests.conftest import CONSOLE_SECRET_KEY, production_config, sqlite_url
-from tests.e2e.test_console_browser_e2e import WIDE, message, sign_in, snapshot
+from tests.e2e.test_console_browser_e2e import NARROW, WIDE, message, sign_in, snapshot
 from tests.e2e.test_gunicorn_e2e import ADMIN, ISSUER, assert_no_secret_in
 from tests.support.browser import chromium
 from tests.support.gunicorn_server import GunicornServer
@@ -173,7 +173,14 @@ def test_tenant_admin_sees_only_its_tenant_and_is_refused_elsewhere(page, server
     page.click("button:has-text('Save')")
     assert "Auto-login links are on" in message(page)
     assert link_in(server, "acme")["auto_login"] is True
-    for item in ("General Setting", "Security", "Link preview", "Audit log", "Sign-in log"):
+    for item in (
+        "General Setting",
+        "Security",
+        "Link preview",
+        "API keys",
+        "Audit log",
+        "Sign-in log",
+    ):
         page.click(f"nav.sidebar >> text={item}")
         assert page.url.startswith(server.url + "/admin/t/acme/")
         assert tenant_shown(page) == "acme"
@@ -182,6 +189,37 @@ def test_tenant_admin_sees_only_its_tenant_and_is_refused_elsewhere(page, server
     page.click("text=Void all auto-login links now")
     assert page.url == server.url + "/admin/t/acme/security/void"
     assert tenant_shown(page) == "acme"
+
+    # Its own keys: one made here is shown once, works, and is revoked here.
+    page.click("nav.sidebar >> text=API keys")
+    page.fill("#key_name", "acme-mail")
+    page.check("input[name=roles][value=issuer]")
+    page.fill("#key_reason", "mail system")
+    page.click("button:has-text('Make key')")
+    mail_key = page.locator(".key-text").inner_text()
+    server.keys.append(mail_key)
+    assert mail_key.startswith("tk.acme.")
+    issued = requests.post(
+        f"{server.url}/v1/links",
+        json=LINK,
+        headers={"Authorization": f"Bearer {mail_key}"},
+        timeout=5,
+    )
+    assert issued.status_code == 200 and issued.json()["auto_login"] is True
+    server.keys.append(issued.json()["url"].split("auto_login=", 1)[1])
+    page.click("nav.sidebar >> text=API keys")
+    assert mail_key not in page.content()
+    row = page.locator("tr:has(td.key-name:has-text('acme-mail'))")
+    row.locator("input[name=reason]").fill("replaced")
+    row.locator("button:has-text('Revoke')").click()
+    assert "The key acme-mail is revoked" in message(page)
+    refused = requests.post(
+        f"{server.url}/v1/links",
+        json=LINK,
+        headers={"Authorization": f"Bearer {mail_key}"},
+        timeout=5,
+    )
+    assert refused.status_code == 401
 
     # Edit the address to reach another tenant: refused, and nothing about it shown.
     for other in ("globex", "default", "nope"):
@@ -216,3 +254,17 @@ def test_a_revoked_tenant_key_ends_its_session(page, server):
     page.goto("/admin/t/acme/settings")
     assert page.url == server.url + "/admin/"
     assert page.locator("h1").inner_text() == "Sign in to the Admin Console"
+
+
+def test_the_tenant_pages_fit_a_narrow_screen(browser, server):
+    create_tenant(server, "globex-eu", GLOBEX)
+    context = browser.new_context(viewport=NARROW, base_url=server.url)
+    try:
+        page = context.new_page()
+        sign_in(page)
+        for path in ("/admin/tenants", "/admin/t/globex-eu/keys", "/admin/t/globex-eu/settings"):
+            page.goto(path)
+            width = page.evaluate("document.documentElement.scrollWidth")
+            assert width <= NARROW["width"], path
+    finally:
+        context.close()

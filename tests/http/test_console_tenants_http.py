@@ -16,7 +16,7 @@ from tests.conftest import CONSOLE_SECRET_KEY, SECRETS
 from tests.http.test_console_http import HEADERS, Console, cookie_payload, session_of, text
 from tests.support.tenants import ACME, ADMIN, GLOBEX, assert_problem, bearer, get
 
-TENANT_PAGES = ("settings", "security", "security/void", "audit", "signins", "preview")
+TENANT_PAGES = ("settings", "security", "security/void", "audit", "signins", "preview", "keys")
 _MAIN = re.compile(r"<main>.*</main>", re.S)
 
 
@@ -326,6 +326,8 @@ def test_a_tenant_admin_who_edits_the_url_is_refused_and_learns_nothing(
         ("settings", {"auto_login_enabled": "on", "ttl_value": "1", "ttl_unit": "days"}),
         ("security/void", {"reason": "sabotage"}),
         ("security/revoke", {"user_id": "42", "reason": "sabotage"}),
+        ("keys", {"name": "planted", "roles": "admin", "reason": "sabotage"}),
+        ("keys/revoke", {"name": "helpdesk-admin", "reason": "sabotage"}),
     ):
         response = tenant_admin.post(f"/admin/t/{other}/{path}", form)
         assert response.status_code == 403
@@ -430,6 +432,91 @@ def test_a_tenant_key_that_lost_the_admin_role_ends_its_session(client, acme):
     revoke_key(client, "acme")
     make_key(client, "acme", roles=("issuer",))
     assert console.client.get("/admin/t/acme/security").headers["Location"] == "/admin/"
+
+
+# -- a tenant's API keys ---------------------------------------------------------------------
+
+
+def new_key_of(response) -> str:
+    match = re.search(r'<code class="key-text">([^<]+)</code>', text(response))
+    assert match, text(response)
+    return match[1]
+
+
+def test_a_tenant_admin_makes_a_key_seen_once_and_revokes_it(client, tenant_admin):
+    form = {"name": "acme-mail", "roles": "issuer", "reason": "mail system"}
+    response = tenant_admin.post("/admin/t/acme/keys", form)
+    assert response.status_code == 200
+    key = new_key_of(response)
+    assert key.startswith("tk.acme.")
+    assert "this is the only time it is shown" in text(response)
+    link = {"user_id": "42", "email": "a@example.com", "recipients": {"to": ["a@example.com"]}}
+    assert client.post("/v1/links", json=link, headers=bearer(key)).status_code == 200
+    # Shown once: not in the list, the next page, the cookie or the session.
+    listed = text(tenant_admin.client.get("/admin/t/acme/keys"))
+    assert "acme-mail" in listed and key not in listed
+    assert key.rsplit(".", 1)[1] not in cookie_payload(tenant_admin.cookie())
+    event = audit_of(client, "acme")[0]
+    assert (event["actor"], event["action"]) == ("helpdesk-admin", "key.create")
+    assert event["detail"]["roles"] == ["issuer"]
+
+    response = tenant_admin.post("/admin/t/acme/keys/revoke", {"name": "acme-mail", "reason": "x"})
+    assert response.headers["Location"] == "/admin/t/acme/keys"
+    page = text(tenant_admin.client.get("/admin/t/acme/keys"))
+    assert "The key acme-mail is revoked" in page
+    assert client.post("/v1/links", json=link, headers=bearer(key)).status_code == 401
+    event = audit_of(client, "acme")[0]
+    assert (event["actor"], event["action"]) == ("helpdesk-admin", "key.revoke")
+
+
+@pytest.mark.parametrize(
+    ("form", "status", "message"),
+    (
+        ({"name": "no spaces"}, 400, "Name: must be 1 to 64 of"),
+        ({"roles": None}, 400, "Roles: must be a non-empty list of admin, issuer, portal"),
+        ({"roles": "root"}, 400, "Roles: must be a non-empty list"),
+        ({"reason": ""}, 400, "Reason: must be 1 to 500 characters"),
+        ({"name": "helpdesk-admin"}, 409, "This tenant has a key named &#39;helpdesk-admin&#39;"),
+    ),
+)
+def test_a_key_the_api_would_refuse_is_refused_with_a_message(
+    client, tenant_admin, form, status, message
+):
+    data = {"name": "acme-mail", "roles": "issuer", "reason": "mail", **form}
+    data = {name: value for name, value in data.items() if value is not None}
+    response = tenant_admin.post("/admin/t/acme/keys", data)
+    assert response.status_code == status
+    assert message in text(response)
+    assert 'class="key-text"' not in text(response)
+    names = [k["name"] for k in get(client, "/v1/tenants/acme/admin/keys")["keys"]]
+    assert names == ["helpdesk-admin"]
+
+
+def test_revoking_an_unknown_key_is_a_message(tenant_admin):
+    response = tenant_admin.post("/admin/t/acme/keys/revoke", {"name": "nope", "reason": "x"})
+    assert response.status_code == 404
+    assert "This tenant has no key named &#39;nope&#39;" in text(response)
+
+
+def test_a_tenant_admin_who_revokes_its_own_key_is_signed_out(client, tenant_admin):
+    form = {"name": "helpdesk-admin", "reason": "leaving"}
+    response = tenant_admin.post("/admin/t/acme/keys/revoke", form, follow=True)
+    assert "Your API key is no longer an admin key of this service." in text(response)
+    assert get(client, "/v1/tenants/acme/admin/keys")["keys"] == []
+
+
+def test_a_platform_admin_makes_a_tenants_first_admin_key(client, platform):
+    create(client, "initech")
+    form = {"name": "initech-admin", "roles": ["admin", "issuer"], "reason": "onboarding"}
+    response = platform.post("/admin/t/initech/keys", form)
+    key = new_key_of(response)
+    assert key.startswith("tk.initech.")
+    assert "Roles: admin, issuer" in text(response)
+    event = platform_audit(client)[0]
+    assert (event["actor"], event["action"]) == ("admin-key", "key.create")
+    assert event["detail"]["tenant_id"] == "initech"
+    console = Console(client.application.test_client())
+    assert console.sign_in(key).headers["Location"] == "/admin/t/initech/settings"
 
 
 # -- the single-tenant console's addresses ----------------------------------------------
