@@ -44,6 +44,7 @@ __all__ = [
     "DEFAULT_TENANT",
     "TENANT_ID",
     "Caller",
+    "acting_tenant",
     "authorize",
     "authenticate",
     "find_api_key",
@@ -205,6 +206,30 @@ def path_tenant(values: dict[str, Any] | None) -> None:
         request.environ[_PATH_TENANT] = values.pop("tenant_id")
 
 
+def acting_tenant(caller: Caller, named: str | None, root: Store) -> tuple[str, TenantInfo | None]:
+    """Return the tenant ``caller`` acts in when ``named`` (``None``: none named), and its info.
+
+    The checks after the key's own (steps 2 to 4 of the module's order): a
+    tenant key naming any tenant but its own is ``403 forbidden``, the same
+    whether that tenant exists or not; a platform key naming a malformed id
+    is ``400 invalid_request``, one that does not exist ``404
+    tenant_not_found``. The info is read only when a platform key names a
+    tenant other than ``default``; shared by the API and the admin console.
+    """
+    if caller.tenant_id is not None:
+        if named is not None and named != caller.tenant_id:
+            # The same answer whether that tenant exists or not: a tenant
+            # learns nothing about the others.
+            raise ApiError(403, "forbidden", "this API key acts in its own tenant only")
+        return caller.tenant_id, None
+    if named is None:
+        return DEFAULT_TENANT, None
+    tenant_id = validate_tenant_id(named)
+    if tenant_id == DEFAULT_TENANT:  # default always exists
+        return tenant_id, None
+    return tenant_id, root.get_tenant(tenant_id)  # TenantNotFoundError: 404 before the body
+
+
 def authorize(*roles: str, platform_only: bool = False) -> Caller:
     """Check the caller and the tenant of this request in the contract's order.
 
@@ -226,23 +251,11 @@ def authorize(*roles: str, platform_only: bool = False) -> Caller:
         )
     if not caller.roles.intersection(roles):
         raise ApiError(403, "forbidden", f"this API key lacks the role {' or '.join(roles)}")
-    named = request.environ.get(_PATH_TENANT)
-    if caller.tenant_id is not None:
-        if platform_only:
-            raise ApiError(403, "forbidden", "only a platform key may manage tenants")
-        if named is not None and named != caller.tenant_id:
-            # The same answer whether that tenant exists or not: a tenant
-            # learns nothing about the others.
-            raise ApiError(403, "forbidden", "this API key acts in its own tenant only")
-        tenant_id = caller.tenant_id
-    elif named is not None:
-        tenant_id = validate_tenant_id(named)
-        if tenant_id != DEFAULT_TENANT:  # default always exists
-            # Raises TenantNotFoundError: 404 before the body. Kept for the
-            # call, which may need the tenant's portal address.
-            g.tenant_info = root.get_tenant(tenant_id)
-    else:
-        tenant_id = DEFAULT_TENANT
+    if caller.tenant_id is not None and platform_only:
+        raise ApiError(403, "forbidden", "only a platform key may manage tenants")
+    tenant_id, info = acting_tenant(caller, request.environ.get(_PATH_TENANT), root)
+    if info is not None:
+        g.tenant_info = info  # kept for the call, which may need the portal address
     g.caller, g.actor, g.tenant_id = caller, caller.name, tenant_id
     g.store = root.tenant(tenant_id)
     return caller

@@ -16,20 +16,27 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from service.admin import validate_reason
 from service.clock import isoformat
 from service.config import ROLES, check_portal_base_url
 from service.errors import ApiError, ConfigError, StoreError
 from service.store import DEFAULT_TENANT, KeyRecord, Store, TenantInfo
-from service.tenancy import new_tenant_key
+from service.tenancy import new_tenant_key, validate_tenant_id
 
 __all__ = [
     "KEY_NAME",
     "Reaper",
     "create_key",
+    "create_tenant",
+    "deletable",
+    "delete_tenant",
     "key_json",
+    "list_tenants",
+    "refuse_default",
     "tenant_json",
     "validate_key_name",
     "validate_portal",
+    "validate_prefix",
     "validate_roles",
 ]
 
@@ -114,6 +121,59 @@ def refuse_default(tenant_id: str, what: str) -> None:
     """Raise ``400 invalid_request`` for ``default``, which cannot be ``what``."""
     if tenant_id == DEFAULT_TENANT:
         raise _invalid(f"tenant_id: the tenant {DEFAULT_TENANT!r} cannot be {what}")
+
+
+def validate_prefix(value: Any) -> str:
+    """Return a tenant id prefix to search by (``""``: all), or raise ``invalid_request``."""
+    if not isinstance(value, str) or not all(
+        c.isascii() and (c.islower() or c.isdigit() or c == "-") for c in value
+    ):
+        raise _invalid("prefix: must be a-z 0-9 - only")
+    if len(value) > 63:
+        raise _invalid("prefix: at most 63 characters")
+    return value
+
+
+def create_tenant(
+    store: Store, body: Mapping[str, Any], *, development: bool, actor: str, now: datetime
+) -> TenantInfo:
+    """Check a new tenant's id, portal address and reason; create it (both audit logs)."""
+    tenant_id = validate_tenant_id(body.get("tenant_id"))
+    portal = validate_portal(body.get("portal_base_url"), development=development)
+    reason = validate_reason(body.get("reason"))
+    return store.create_tenant(tenant_id, portal, actor=actor, reason=reason, now=now)
+
+
+def list_tenants(
+    store: Store, reaper: Reaper, *, after: str | None, prefix: str, limit: int
+) -> tuple[list[TenantInfo], str | None]:
+    """Return a page of tenants by id (after ``after``, ids starting ``prefix``) and its ``next``.
+
+    ``next`` is the last id of a full page (pass it as ``after``), else ``None``.
+    """
+    if after is not None:
+        after = validate_tenant_id(after, "after")
+    prefix = validate_prefix(prefix)
+    reaper.kick()  # a listing is a platform admin's look: finish any interrupted delete
+    found = store.list_tenants(after=after, prefix=prefix, limit=limit)
+    return found, found[-1].tenant_id if len(found) == limit else None
+
+
+def deletable(tenant_id: Any) -> str:
+    """Return ``tenant_id`` if it is a tenant id other than ``default``, else raise ``400``."""
+    tenant_id = validate_tenant_id(tenant_id)
+    refuse_default(tenant_id, "deleted")
+    return tenant_id
+
+
+def delete_tenant(
+    store: Store, reaper: Reaper, tenant_id: str, *, actor: str, reason: Any, now: datetime
+) -> None:
+    """Delete a tenant: its tokens and keys stop at once, its data goes in the background."""
+    tenant_id = deletable(tenant_id)
+    reason = validate_reason(reason)
+    store.delete_tenant(tenant_id, actor=actor, reason=reason, now=now)
+    reaper.kick()
 
 
 class Reaper:

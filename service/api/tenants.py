@@ -35,11 +35,10 @@ def _store() -> Any:
 def create_tenant() -> Any:
     """Create a tenant: auto-login off, the default lifetime, its own portal address."""
     body = read_json()
-    tenant_id = validate_tenant_id(body.get("tenant_id"))
     development = current_app.extensions["deployment"].development
-    portal = tenants.validate_portal(body.get("portal_base_url"), development=development)
-    reason = admin.validate_reason(body.get("reason"))
-    info = _store().create_tenant(tenant_id, portal, actor=g.actor, reason=reason, now=utcnow())
+    info = tenants.create_tenant(
+        _store(), body, development=development, actor=g.actor, now=utcnow()
+    )
     return jsonify(_json(info)), 201
 
 
@@ -48,20 +47,14 @@ def create_tenant() -> Any:
 def list_tenants() -> Any:
     """List tenants by id, a page at a time (``after``), optionally by id prefix."""
     limit = admin.validate_limit(request.args.get("limit", "100"))
-    after = request.args.get("after")
-    if after is not None:
-        after = validate_tenant_id(after, "after")
-    prefix = request.args.get("prefix", "")
-    if prefix and not all(c.isascii() and (c.islower() or c.isdigit() or c == "-") for c in prefix):
-        raise ApiError(400, "invalid_request", "prefix: must be a-z 0-9 - only")
-    if len(prefix) > 63:
-        raise ApiError(400, "invalid_request", "prefix: at most 63 characters")
-    current_app.extensions["reaper"].kick()
-    found = _store().list_tenants(after=after, prefix=prefix, limit=limit)
-    more = len(found) == limit
-    return jsonify(
-        {"tenants": [_json(t) for t in found], "next": found[-1].tenant_id if more else None}
+    found, next_id = tenants.list_tenants(
+        _store(),
+        current_app.extensions["reaper"],
+        after=request.args.get("after"),
+        prefix=request.args.get("prefix", ""),
+        limit=limit,
     )
+    return jsonify({"tenants": [_json(t) for t in found], "next": next_id})
 
 
 @bp.get("/tenants/<tenant_id>")
@@ -92,11 +85,15 @@ def update_tenant(tenant_id: str) -> Any:
 @require_role("admin", platform_only=True)
 def delete_tenant(tenant_id: str) -> Any:
     """Delete a tenant: its tokens and keys stop at once, its data goes in the background."""
-    tenant_id = validate_tenant_id(tenant_id)
-    tenants.refuse_default(tenant_id, "deleted")
-    reason = admin.validate_reason(query_or_body("reason"))
-    _store().delete_tenant(tenant_id, actor=g.actor, reason=reason, now=utcnow())
-    current_app.extensions["reaper"].kick()
+    tenant_id = tenants.deletable(tenant_id)  # before the reason, as documented
+    tenants.delete_tenant(
+        _store(),
+        current_app.extensions["reaper"],
+        tenant_id,
+        actor=g.actor,
+        reason=query_or_body("reason"),
+        now=utcnow(),
+    )
     return Response(status=204)
 
 

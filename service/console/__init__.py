@@ -1,8 +1,10 @@
 """The admin console: server-rendered pages under ``/admin`` for people, not scripts.
 
-Admins sign in with an admin API key; every change goes through
-:mod:`service.admin`, the same code as the admin API, and lands in the same
-audit log with the key's name as the actor.
+Admins sign in with an admin API key: a platform key (``API_KEYS``) acts in
+any tenant and manages them on the Tenants page, a tenant key in its own
+tenant only. Every change goes through :mod:`service.admin` and
+:mod:`service.tenants`, the same code as the admin API, and lands in the same
+audit logs with the key's name as the actor.
 
 The console is a small Flask application of its own, mounted under
 ``/admin`` in front of the API (:class:`~werkzeug.middleware.dispatcher.
@@ -53,7 +55,14 @@ def _security_headers(response: Response) -> Response:
 def init_app(app: Flask) -> None:
     """Build the console over ``app``'s store and settings and mount it under ``/admin``."""
     from service import logs
-    from service.console import auth, display, handlers, pages  # noqa: F401  (they fill ``bp``)
+    from service.console import (  # noqa: F401  (they fill ``bp``)
+        auth,
+        display,
+        handlers,
+        keys,
+        pages,
+        platform,
+    )
 
     deployment = app.extensions["deployment"]
     console = Flask(__name__, static_folder=None, template_folder=None)

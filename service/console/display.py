@@ -21,6 +21,12 @@ ACTIONS = {
     "settings.update": "Settings changed",
     "epoch.bump": "All links voided",
     "user.revoke": "User's links voided",
+    "link.revoke": "One link voided",
+    "tenant.create": "Tenant created",
+    "tenant.update": "Tenant's portal moved",
+    "tenant.delete": "Tenant deleted",
+    "key.create": "API key made",
+    "key.revoke": "API key revoked",
 }
 
 _FIELDS = {
@@ -33,8 +39,14 @@ _FIELDS = {
     "target": "Target",
     "reason": "Reason",
     "token_ttl_seconds": "Lifetime",
+    "tenant_id": "Tenant id",
+    "portal_base_url": "Portal address",
+    "prefix": "Search",
+    "after": "Page",
 }
-_FIELD_DETAIL = re.compile(r"^(?P<field>[a-z_.]+)(?:\[(?P<index>\d+)\])?: (?P<message>.*)$")
+_FIELD_DETAIL = re.compile(
+    r"^(?P<field>[a-z_.]+)(?:\[(?P<index>\d+)\])?(?P<separator>: | )(?P<message>.*)$"
+)
 
 
 @bp.app_template_filter("duration")
@@ -56,14 +68,17 @@ def split_lifetime(seconds: int) -> tuple[int, str]:
 
 
 def field_message(detail: str) -> str:
-    """Turn ``"recipients.cc[1]: is not an e-mail address"`` into words for the form."""
+    """Turn ``"recipients.cc[1]: is not an e-mail address"`` into words for the form.
+
+    Also ``"portal_base_url 'x' must be ..."`` (a field named in a sentence).
+    """
     match = _FIELD_DETAIL.match(detail)
     if not match or match["field"] not in _FIELDS:
         return detail[:1].upper() + detail[1:]
     label = _FIELDS[match["field"]]
     if match["index"] is not None:
         label += f" (address {int(match['index']) + 1})"
-    return f"{label}: {match['message']}"
+    return f"{label}{match['separator']}{match['message']}"
 
 
 @bp.app_template_filter("action")

@@ -8,6 +8,7 @@ from flask import render_template, request
 from werkzeug.exceptions import HTTPException
 
 from service.console import bp
+from service.console.display import field_message
 from service.errors import ApiError, StoreError
 from service.http import allow_header, log_server_error, log_store_error
 
@@ -40,7 +41,7 @@ def _page(status: int, message: str, headers: dict[str, str] | None = None) -> A
 @bp.app_errorhandler(ApiError)
 def api_error(e: ApiError) -> Any:
     """Show a refusal of the shared code (validation, rate limit) as a message."""
-    return _page(e.status, e.detail[:1].upper() + e.detail[1:], e.headers)
+    return _page(e.status, field_message(e.detail), e.headers)
 
 
 @bp.app_errorhandler(StoreError)

@@ -1,9 +1,17 @@
-"""The console's pages: General Setting, Security, the logs and the link preview.
+"""A tenant's pages: General Setting, Security, the logs and the link preview.
 
-Every change calls :mod:`service.admin`, the same functions as the admin API,
-with the signed-in key's name as the actor. A successful post redirects
+Each lives under ``/admin/t/<tenant_id>/`` and is the same page, from the same
+handler and template, for a tenant admin in its own tenant and for a platform
+admin in any: :func:`service.console.auth.guard` has settled the tenant, and
+the handlers act through ``g.store``, the store's view of it. Every change
+calls :mod:`service.admin`, the same functions as the admin API, with the
+signed-in key's name as the actor. A successful post redirects
 (post/redirect/get) and says what happened; a refused one shows the form
 again with the message.
+
+The addresses of the single-tenant console (``/admin/settings`` and so on)
+redirect to the same page of the admin's own tenant (``default`` for a
+platform admin), a form post with ``307`` so that it is posted there.
 """
 
 from __future__ import annotations
@@ -16,10 +24,12 @@ from flask import current_app, flash, g, redirect, render_template, request, url
 from service import admin
 from service.clock import utcnow
 from service.console import bp
+from service.console.auth import home
 from service.console.display import FORM_UNITS, UNITS, duration, field_message, split_lifetime
 from service.errors import ApiError
 from service.http import whole_number
 from service.links import decide, parse_link_request
+from service.tenancy import tenant_portal
 
 __all__: list[str] = []
 
@@ -28,10 +38,30 @@ PAGE_SIZE = 25
 MAX_PAGE = admin.MAX_LIMIT // PAGE_SIZE
 SIGNIN_ROWS = 100
 _ADDRESS_SEPARATORS = re.compile(r"[\s,]+")
+#: A tenant's pages, under /admin/t/<tenant_id>/.
+TENANT = "/t/<tenant_id>"
+#: The single-tenant console's addresses, now redirected into a tenant.
+LEGACY = ("settings", "security", "security/void", "security/revoke", "audit", "signins", "preview")
 
 
 def _store() -> Any:
-    return current_app.extensions["store"]
+    return g.store
+
+
+def legacy(page: str) -> Any:
+    """Send an address of the single-tenant console to that page of the admin's tenant."""
+    target = f"{request.script_root}/t/{home(g.caller)}/{page}"
+    query = request.query_string.decode("utf-8", "replace")
+    if query:
+        target += "?" + query
+    # 307 keeps a form's method and body: the post lands, CSRF token and all.
+    return redirect(target, 307 if request.method == "POST" else 302)
+
+
+for _page in LEGACY:
+    bp.add_url_rule(
+        f"/{_page}", "legacy", legacy, defaults={"page": _page}, methods=["GET", "POST"]
+    )
 
 
 def _deployment() -> Any:
@@ -43,7 +73,7 @@ def _deployment() -> Any:
 
 def _settings_page(form: dict[str, Any] | None = None, error: str | None = None) -> Any:
     max_ttl = _deployment().max_ttl_seconds
-    current = admin.settings_json(_store().settings(), max_ttl)
+    current = admin.settings_json(_store().settings(), max_ttl, tenant_portal())
     if form is None:
         value, unit = split_lifetime(current["token_ttl_seconds"])
         form = {"enabled": current["auto_login_enabled"], "value": str(value), "unit": unit}
@@ -61,13 +91,13 @@ def _settings_page(form: dict[str, Any] | None = None, error: str | None = None)
     return page, 400 if error else 200
 
 
-@bp.get("/settings")
+@bp.get(f"{TENANT}/settings")
 def settings() -> Any:
     """Show the auto-login switch and the link lifetime."""
     return _settings_page()
 
 
-@bp.post("/settings")
+@bp.post(f"{TENANT}/settings")
 def save_settings() -> Any:
     """Save the switch and the lifetime, through the admin API's own checks."""
     max_ttl = _deployment().max_ttl_seconds
@@ -123,19 +153,19 @@ def _security_page(
     return page, status
 
 
-@bp.get("/security")
+@bp.get(f"{TENANT}/security")
 def security() -> Any:
     """Show the current epoch and the forms that void links."""
     return _security_page()
 
 
-@bp.get("/security/void")
+@bp.get(f"{TENANT}/security/void")
 def confirm_void() -> Any:
     """Ask for a reason and a confirmation before voiding every link."""
     return render_template("console/void.html", epoch=admin.epoch_json(_store().epoch()))
 
 
-@bp.post("/security/void")
+@bp.post(f"{TENANT}/security/void")
 def void_all() -> Any:
     """Void every outstanding link (bump the global epoch)."""
     reason = request.form.get("reason", "")
@@ -160,7 +190,7 @@ def void_all() -> Any:
     return redirect(url_for("console.security"))
 
 
-@bp.post("/security/revoke")
+@bp.post(f"{TENANT}/security/revoke")
 def revoke_user() -> Any:
     """Void every outstanding link of one user."""
     form = {
@@ -187,7 +217,7 @@ def revoke_user() -> Any:
 # -- Logs ---------------------------------------------------------------------------
 
 
-@bp.get("/audit")
+@bp.get(f"{TENANT}/audit")
 def audit() -> Any:
     """Show the audit log, newest first, in pages of 25 over the newest 500 events."""
     number = whole_number(request.args.get("page", "1"), 1, MAX_PAGE)
@@ -204,7 +234,7 @@ def audit() -> Any:
     )
 
 
-@bp.get("/signins")
+@bp.get(f"{TENANT}/signins")
 def signins() -> Any:
     """Show the newest sign-ins through links, of all users or one."""
     user_id = request.args.get("user_id", "").strip()
@@ -230,7 +260,7 @@ def _addresses(text: str) -> list[str]:
     return [address for address in _ADDRESS_SEPARATORS.split(text) if address]
 
 
-@bp.route("/preview", methods=["GET", "POST"])
+@bp.route(f"{TENANT}/preview", methods=["GET", "POST"])
 def preview() -> Any:
     """Say whether an email would carry an auto-login link, by POST /v1/links's rules."""
     form = {
@@ -259,7 +289,7 @@ def preview() -> Any:
     # The same rules as POST /v1/links; no token is issued for a preview.
     result = {
         "reason": decide(link, enabled=settings["auto_login_enabled"]),
-        "url": deployment.portal_base_url + link.target,
+        "url": tenant_portal() + link.target,
         "email": link.email,
         "recipients": sorted(set(link.recipients)),
         "ttl": settings["token_ttl_seconds"],

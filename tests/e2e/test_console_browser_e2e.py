@@ -94,7 +94,7 @@ def test_sign_in_switch_on_and_set_the_lifetime(page, server):
     assert ADMIN_KEY not in page.content()
 
     sign_in(page)
-    assert page.url == server.url + "/admin/settings"
+    assert page.url == server.url + "/admin/t/default/settings"
     crumbs = page.locator(".breadcrumb li").all_inner_texts()
     assert crumbs == ["Email", "Settings", "General Setting"]
     assert page.locator(".who").inner_text().startswith("Signed in as admin-key")
@@ -139,7 +139,7 @@ def test_void_all_links_with_confirmation(page, server):
     snapshot(page, "security")
 
     page.click("text=Void all auto-login links now")
-    assert page.url == server.url + "/admin/security/void"
+    assert page.url == server.url + "/admin/t/default/security/void"
     assert "This signs nobody out but makes every link already sent useless" in (
         page.locator(".warning").inner_text()
     )
@@ -147,7 +147,7 @@ def test_void_all_links_with_confirmation(page, server):
     snapshot(page, "void-confirm")
     page.click("button:has-text('Void all links')")
 
-    assert page.url == server.url + "/admin/security"
+    assert page.url == server.url + "/admin/t/default/security"
     assert "void (epoch 2)" in message(page)
     assert page.locator("dd.epoch").inner_text() == "2"
     assert verify(server, before) == (401, "token_revoked")

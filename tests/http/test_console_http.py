@@ -22,12 +22,12 @@ ADMIN_KEY = API_KEYS["admin-key"][0]
 ISSUER_KEY = API_KEYS["issuer-key"][0]
 COOKIE = "autologin_console"
 PAGES = (
-    "/admin/settings",
-    "/admin/security",
-    "/admin/security/void",
-    "/admin/audit",
-    "/admin/signins",
-    "/admin/preview",
+    "/admin/t/default/settings",
+    "/admin/t/default/security",
+    "/admin/t/default/security/void",
+    "/admin/t/default/audit",
+    "/admin/t/default/signins",
+    "/admin/t/default/preview",
 )
 HEADERS = {
     "Content-Security-Policy": (
@@ -59,7 +59,7 @@ class Console:
         return self.client.post("/admin/", data=data, **environ)
 
     def post(self, path: str, data: dict, *, follow: bool = False):
-        data = {"csrf_token": self.csrf("/admin/settings"), **data}
+        data = {"csrf_token": self.csrf("/admin/t/default/settings"), **data}
         return self.client.post(path, data=data, follow_redirects=follow)
 
     def cookie(self) -> str | None:
@@ -103,7 +103,7 @@ def console(client) -> Console:
 def signed_in(console) -> Console:
     response = console.sign_in()
     assert response.status_code == 302
-    assert response.headers["Location"] == "/admin/settings"
+    assert response.headers["Location"] == "/admin/t/default/settings"
     return console
 
 
@@ -111,7 +111,7 @@ def signed_in(console) -> Console:
 
 
 def test_admin_signs_in_with_a_form_and_sees_general_setting(signed_in):
-    page = signed_in.client.get("/admin/settings")
+    page = signed_in.client.get("/admin/t/default/settings")
     assert page.status_code == 200
     assert "Signed in as <strong>admin-key</strong>" in text(page)
     for crumb in ("Email", "Settings", "General Setting"):
@@ -125,7 +125,7 @@ def test_sign_in_page_posts_the_key_and_never_takes_it_from_the_url(console):
     assert 'type="password" id="api_key" name="api_key"' in page
     response = console.client.get("/admin/", query_string={"api_key": ADMIN_KEY})
     assert "Sign in to the Admin Console" in text(response)
-    assert console.client.get("/admin/settings").headers["Location"] == "/admin/"
+    assert console.client.get("/admin/t/default/settings").headers["Location"] == "/admin/"
 
 
 def test_signed_out_pages_redirect_to_sign_in(client):
@@ -153,7 +153,7 @@ def test_a_key_that_is_not_an_admin_key_is_refused_with_a_message(console, key, 
     response = console.sign_in(key)
     assert response.status_code == status
     assert message in text(response)
-    assert console.client.get("/admin/settings").headers["Location"] == "/admin/"
+    assert console.client.get("/admin/t/default/settings").headers["Location"] == "/admin/"
 
 
 def test_sign_ins_are_rate_limited_per_address(make_app, frozen):
@@ -189,8 +189,10 @@ def test_session_holds_the_key_name_and_times_never_the_key(app, signed_in, froz
 def test_no_key_or_secret_ever_appears_in_a_page_or_cookie(app, signed_in, links):
     links.enable()
     links.verify(links.token())
-    signed_in.post("/admin/preview", {"user_id": "42", "email": "a@example.com", "to": "a@x.io"})
-    for path in (*PAGES, "/admin/", "/admin/audit?page=2", "/admin/nope"):
+    signed_in.post(
+        "/admin/t/default/preview", {"user_id": "42", "email": "a@example.com", "to": "a@x.io"}
+    )
+    for path in (*PAGES, "/admin/", "/admin/t/default/audit?page=2", "/admin/nope"):
         response = signed_in.client.get(path)
         for secret in [*SECRETS, CONSOLE_SECRET_KEY]:
             assert secret not in text(response), path
@@ -198,7 +200,7 @@ def test_no_key_or_secret_ever_appears_in_a_page_or_cookie(app, signed_in, links
 
 
 def test_cookie_is_httponly_strict_and_scoped_to_the_console(signed_in):
-    header = signed_in.client.get("/admin/settings").headers["Set-Cookie"]
+    header = signed_in.client.get("/admin/t/default/settings").headers["Set-Cookie"]
     assert header.startswith(f"{COOKIE}=")
     assert "HttpOnly" in header
     assert "SameSite=Strict" in header
@@ -224,32 +226,34 @@ def test_idle_session_times_out(make_app, frozen):
     console = Console(app.test_client())
     console.sign_in()
     frozen.tick(timedelta(seconds=599))
-    assert console.client.get("/admin/settings").status_code == 200  # and counts as activity
+    assert (
+        console.client.get("/admin/t/default/settings").status_code == 200
+    )  # and counts as activity
     frozen.tick(timedelta(seconds=599))
-    assert console.client.get("/admin/security").status_code == 200
+    assert console.client.get("/admin/t/default/security").status_code == 200
     frozen.tick(timedelta(seconds=601))
-    response = console.client.get("/admin/settings")
+    response = console.client.get("/admin/t/default/settings")
     assert response.status_code == 302
     assert response.headers["Location"] == "/admin/"
     page = console.client.get("/admin/")
     assert "You were signed out after 10 minutes without activity" in text(page)
-    assert console.client.get("/admin/settings").headers["Location"] == "/admin/"
+    assert console.client.get("/admin/t/default/settings").headers["Location"] == "/admin/"
 
 
 def test_default_idle_timeout_is_15_minutes(console, frozen):
     console.sign_in()
     frozen.tick(timedelta(seconds=901))
-    assert console.client.get("/admin/settings").headers["Location"] == "/admin/"
+    assert console.client.get("/admin/t/default/settings").headers["Location"] == "/admin/"
 
 
 def test_a_post_after_the_timeout_changes_nothing(make_app, frozen):
     app = make_app(CONSOLE_IDLE_TIMEOUT_SECONDS=60)
     console = Console(app.test_client())
     console.sign_in()
-    token = console.csrf("/admin/settings")
+    token = console.csrf("/admin/t/default/settings")
     frozen.tick(timedelta(seconds=61))
     data = {"csrf_token": token, "auto_login_enabled": "on", "ttl_value": "3", "ttl_unit": "days"}
-    response = console.client.post("/admin/settings", data=data)
+    response = console.client.post("/admin/t/default/settings", data=data)
     assert response.headers["Location"] == "/admin/"
     assert api_settings(app.test_client())["auto_login_enabled"] is False
 
@@ -257,14 +261,14 @@ def test_a_post_after_the_timeout_changes_nothing(make_app, frozen):
 def test_sign_out_ends_the_session(signed_in):
     response = signed_in.post("/admin/signout", {}, follow=True)
     assert "You are signed out." in text(response)
-    assert signed_in.client.get("/admin/settings").headers["Location"] == "/admin/"
+    assert signed_in.client.get("/admin/t/default/settings").headers["Location"] == "/admin/"
 
 
 def test_a_session_of_a_key_removed_since_ends(config, make_app, signed_in):
     keys = {k: v for k, v in config["API_KEYS"].items() if k != "admin-key"}
     later = make_app(API_KEYS=keys).test_client()
     later.set_cookie(COOKIE, signed_in.cookie(), path="/admin")
-    response = later.get("/admin/settings", follow_redirects=True)
+    response = later.get("/admin/t/default/settings", follow_redirects=True)
     assert "no longer an admin key" in text(response)
 
 
@@ -276,7 +280,7 @@ def test_a_post_without_this_sessions_csrf_token_is_refused(app, signed_in, toke
     data = {"auto_login_enabled": "on", "ttl_value": "3", "ttl_unit": "days"}
     if token is not None:
         data["csrf_token"] = token
-    response = signed_in.client.post("/admin/settings", data=data)
+    response = signed_in.client.post("/admin/t/default/settings", data=data)
     assert response.status_code == 403
     assert response.mimetype == "text/html"
     assert "did not carry this session&#39;s security token" in text(response)
@@ -286,9 +290,9 @@ def test_a_post_without_this_sessions_csrf_token_is_refused(app, signed_in, toke
 def test_a_csrf_token_of_another_session_is_refused(app, signed_in):
     other = Console(app.test_client())
     other.sign_in()
-    stolen = other.csrf("/admin/settings")
+    stolen = other.csrf("/admin/t/default/settings")
     data = {"csrf_token": stolen, "reason": "cross-site"}
-    assert signed_in.client.post("/admin/security/void", data=data).status_code == 403
+    assert signed_in.client.post("/admin/t/default/security/void", data=data).status_code == 403
     assert app.test_client().get("/v1/admin/epoch", headers=auth("admin-key")).json["epoch"] == 1
 
 
@@ -297,13 +301,13 @@ def test_sign_in_and_sign_out_need_the_csrf_token_too(console, signed_in):
     response = fresh.client.post("/admin/", data={"api_key": ADMIN_KEY})
     assert response.status_code == 403
     assert signed_in.client.post("/admin/signout").status_code == 403
-    assert signed_in.client.get("/admin/settings").status_code == 200
+    assert signed_in.client.get("/admin/t/default/settings").status_code == 200
 
 
 def test_sign_in_gives_a_new_csrf_token(console):
     before = console.csrf()
     console.client.post("/admin/", data={"csrf_token": before, "api_key": ADMIN_KEY})
-    assert console.csrf("/admin/settings") != before
+    assert console.csrf("/admin/t/default/settings") != before
 
 
 # -- security headers and error pages --------------------------------------------------
@@ -313,15 +317,15 @@ def test_sign_in_gives_a_new_csrf_token(console):
     ("method", "path", "status"),
     (
         ("GET", "/admin/", 302),
-        ("GET", "/admin/settings", 200),
+        ("GET", "/admin/t/default/settings", 200),
         ("GET", "/admin/static/console.css", 200),
         ("GET", "/admin/no-such-page", 404),
-        ("PUT", "/admin/settings", 405),
-        ("POST", "/admin/settings", 403),
-        ("GET", "/admin/audit?page=0", 400),
-        ("GET", "/admin/audit?page=" + "1" * 5000, 400),
+        ("PUT", "/admin/t/default/settings", 405),
+        ("POST", "/admin/t/default/settings", 403),
+        ("GET", "/admin/t/default/audit?page=0", 400),
+        ("GET", "/admin/t/default/audit?page=" + "1" * 5000, 400),
     ),
-    ids=lambda v: "/admin/audit?page=<5000 digits>" if len(str(v)) > 100 else None,
+    ids=lambda v: "/admin/t/default/audit?page=<5000 digits>" if len(str(v)) > 100 else None,
 )
 def test_every_console_response_carries_the_security_headers(signed_in, method, path, status):
     response = signed_in.client.open(path, method=method)
@@ -339,7 +343,7 @@ def test_every_console_response_carries_the_security_headers(signed_in, method, 
 def test_errors_under_admin_are_pages_and_the_api_keeps_problem_json(client, signed_in):
     not_found = client.get("/admin/no-such-page")
     assert "There is no such page in the admin console." in text(not_found)
-    not_allowed = client.put("/admin/settings")
+    not_allowed = client.put("/admin/t/default/settings")
     assert "This page cannot be opened with PUT." in text(not_allowed)
     assert "POST" in not_allowed.headers["Allow"]
     api = client.get("/v1/no-such-call")
@@ -353,7 +357,7 @@ def test_store_down_is_a_message_page(app, signed_in, monkeypatch):
         raise StoreUnavailableError("down for the test")
 
     monkeypatch.setattr(app.extensions["store"], "settings", unavailable)
-    response = signed_in.client.get("/admin/settings")
+    response = signed_in.client.get("/admin/t/default/settings")
     assert response.status_code == 503
     assert response.mimetype == "text/html"
     assert response.headers["Retry-After"] == "1"
@@ -365,10 +369,10 @@ def test_store_down_is_a_message_page(app, signed_in, monkeypatch):
 
 
 def test_switch_on_through_the_console_is_the_api_setting(app, signed_in):
-    page = text(signed_in.client.get("/admin/settings"))
+    page = text(signed_in.client.get("/admin/t/default/settings"))
     assert 'name="auto_login_enabled"' in page and " checked" not in page  # off on a new install
     data = {"auto_login_enabled": "on", "ttl_value": "3", "ttl_unit": "days"}
-    response = signed_in.post("/admin/settings", data, follow=True)
+    response = signed_in.post("/admin/t/default/settings", data, follow=True)
     assert "Saved. Auto-login links are on; new links live 3 days." in text(response)
     assert api_settings(app.test_client())["auto_login_enabled"] is True
     event = audit(app.test_client())[0]
@@ -377,11 +381,11 @@ def test_switch_on_through_the_console_is_the_api_setting(app, signed_in):
 
 
 def test_lifetime_in_hours_or_days(app, signed_in):
-    signed_in.post("/admin/settings", {"ttl_value": "2", "ttl_unit": "hours"})
+    signed_in.post("/admin/t/default/settings", {"ttl_value": "2", "ttl_unit": "hours"})
     assert api_settings(app.test_client())["token_ttl_seconds"] == 7200
-    signed_in.post("/admin/settings", {"ttl_value": "5", "ttl_unit": "days"})
+    signed_in.post("/admin/t/default/settings", {"ttl_value": "5", "ttl_unit": "days"})
     assert api_settings(app.test_client())["token_ttl_seconds"] == 5 * 86400
-    page = text(signed_in.client.get("/admin/settings"))
+    page = text(signed_in.client.get("/admin/t/default/settings"))
     assert 'value="5"' in page and '<option value="days" selected>' in page
     details = [e["detail"] for e in audit(app.test_client())[:2]]
     assert details == [{"token_ttl_seconds": 432000}, {"token_ttl_seconds": 7200}]
@@ -402,7 +406,7 @@ def test_lifetime_in_hours_or_days(app, signed_in):
 def test_lifetime_outside_the_limits_is_refused_with_a_message(
     app, signed_in, value, unit, message
 ):
-    response = signed_in.post("/admin/settings", {"ttl_value": value, "ttl_unit": unit})
+    response = signed_in.post("/admin/t/default/settings", {"ttl_value": value, "ttl_unit": unit})
     assert response.status_code == 400
     assert message in text(response)
     assert api_settings(app.test_client())["token_ttl_seconds"] == 259200
@@ -412,7 +416,7 @@ def test_lifetime_above_a_smaller_configured_maximum_is_refused(make_app):
     app = make_app(MAX_TOKEN_TTL_SECONDS=86400)
     console = Console(app.test_client())
     console.sign_in()
-    response = console.post("/admin/settings", {"ttl_value": "2", "ttl_unit": "days"})
+    response = console.post("/admin/t/default/settings", {"ttl_value": "2", "ttl_unit": "days"})
     assert response.status_code == 400
     assert "The lifetime can be at most 1 day" in text(response)
     assert "MAX_TOKEN_TTL_SECONDS" in text(response)
@@ -420,17 +424,17 @@ def test_lifetime_above_a_smaller_configured_maximum_is_refused(make_app):
 
 def test_a_lifetime_set_in_minutes_through_the_api_is_shown_exactly(signed_in, links):
     links.enable(token_ttl_seconds=5400)
-    page = text(signed_in.client.get("/admin/settings"))
+    page = text(signed_in.client.get("/admin/t/default/settings"))
     assert 'value="90"' in page and '<option value="minutes" selected>' in page
     # Saving the switch alone leaves the lifetime as it is.
-    signed_in.post("/admin/settings", {"ttl_value": "90", "ttl_unit": "minutes"})
+    signed_in.post("/admin/t/default/settings", {"ttl_value": "90", "ttl_unit": "minutes"})
     assert api_settings(signed_in.client)["token_ttl_seconds"] == 5400
 
 
 def test_saving_unchanged_settings_writes_no_audit_event(app, signed_in):
     before = len(audit(app.test_client()))
     response = signed_in.post(
-        "/admin/settings", {"ttl_value": "3", "ttl_unit": "days"}, follow=True
+        "/admin/t/default/settings", {"ttl_value": "3", "ttl_unit": "days"}, follow=True
     )
     assert "Nothing to save" in text(response)
     assert len(audit(app.test_client())) == before
@@ -442,21 +446,23 @@ def test_saving_unchanged_settings_writes_no_audit_event(app, signed_in):
 def test_void_all_links_asks_for_confirmation_and_a_reason(app, signed_in, links):
     links.enable()
     before = links.token()
-    confirm = text(signed_in.client.get("/admin/security/void"))
+    confirm = text(signed_in.client.get("/admin/t/default/security/void"))
     assert "This signs nobody out but makes every link already sent useless" in confirm
-    refused = signed_in.post("/admin/security/void", {"reason": "  "})
+    refused = signed_in.post("/admin/t/default/security/void", {"reason": "  "})
     assert refused.status_code == 400
     assert "Reason: must be 1 to 500 characters" in text(refused)
     assert links.verify(before).status_code == 200
 
-    response = signed_in.post("/admin/security/void", {"reason": "mail server breach"}, follow=True)
+    response = signed_in.post(
+        "/admin/t/default/security/void", {"reason": "mail server breach"}, follow=True
+    )
     assert "Every auto-login link sent before now is void (epoch 2)" in text(response)
     assert links.verify(before).json["code"] == "token_revoked"
     assert links.verify(links.token()).status_code == 200
     event = audit(app.test_client())[0]
     assert (event["actor"], event["action"]) == ("admin-key", "epoch.bump")
     assert event["detail"] == {"epoch": 2, "reason": "mail server breach"}
-    page = text(signed_in.client.get("/admin/security"))
+    page = text(signed_in.client.get("/admin/t/default/security"))
     assert '<dd class="epoch">2</dd>' in page and "mail server breach" in page
 
 
@@ -464,7 +470,9 @@ def test_revoke_one_users_links(app, signed_in, links):
     links.enable()
     alice, bob = links.token("alice"), links.token("bob")
     response = signed_in.post(
-        "/admin/security/revoke", {"user_id": "alice", "reason": "lost phone"}, follow=True
+        "/admin/t/default/security/revoke",
+        {"user_id": "alice", "reason": "lost phone"},
+        follow=True,
     )
     assert "Every auto-login link of user alice sent before now is void." in text(response)
     assert links.verify(alice).json["code"] == "token_revoked"
@@ -483,7 +491,9 @@ def test_revoke_one_users_links(app, signed_in, links):
     ),
 )
 def test_revoke_refuses_a_bad_user_id_or_reason(app, signed_in, user_id, reason, message):
-    response = signed_in.post("/admin/security/revoke", {"user_id": user_id, "reason": reason})
+    response = signed_in.post(
+        "/admin/t/default/security/revoke", {"user_id": user_id, "reason": reason}
+    )
     assert response.status_code == 400
     assert message in text(response)
     assert audit(app.test_client())[0]["action"] == "store.create"
@@ -502,27 +512,27 @@ def test_reading_the_audit_page_prunes_old_events_as_the_api_does(frozen, make_a
     console = Console(client)
     assert console.sign_in().status_code == 302
     assert app.extensions["store"].audit_events(limit=10) != []  # nothing pruned them yet
-    assert client.get("/admin/audit").status_code == 200
+    assert client.get("/admin/t/default/audit").status_code == 200
     assert app.extensions["store"].audit_events(limit=10) == []
 
 
 def test_audit_log_is_paged_newest_first(app, signed_in, links):
     for i in range(30):
         links.bump(f"bump {i}")
-    first = text(signed_in.client.get("/admin/audit"))
+    first = text(signed_in.client.get("/admin/t/default/audit"))
     assert first.count("<tr>") == 1 + 25
     assert first.index("bump 29") < first.index("bump 5")
     assert "bump 4" not in first
-    assert 'href="/admin/audit?page=2"' in first
-    second = text(signed_in.client.get("/admin/audit?page=2"))
+    assert 'href="/admin/t/default/audit?page=2"' in first
+    second = text(signed_in.client.get("/admin/t/default/audit?page=2"))
     assert second.count("<tr>") == 1 + 6  # bumps 4..0 and the store's creation
     assert "store.create" in second
-    assert "?page=3" not in second and 'href="/admin/audit?page=1"' in second
+    assert "?page=3" not in second and 'href="/admin/t/default/audit?page=1"' in second
 
 
 @pytest.mark.parametrize("page", ("0", "21", "x", "-1", "²"))
 def test_audit_page_outside_the_newest_500_events_is_a_message(signed_in, page):
-    response = signed_in.client.get("/admin/audit", query_string={"page": page})
+    response = signed_in.client.get("/admin/t/default/audit", query_string={"page": page})
     assert response.status_code == 400
     assert "There are pages 1 to 20 of the log." in text(response)
 
@@ -531,11 +541,11 @@ def test_signin_log_lists_and_filters_by_user(signed_in, links):
     links.enable()
     links.verify(links.token("alice"), client={"ip": "203.0.113.7", "user_agent": "Firefox"})
     links.verify(links.token("bob"))
-    page = text(signed_in.client.get("/admin/signins"))
+    page = text(signed_in.client.get("/admin/t/default/signins"))
     assert "alice" in page and "bob" in page and "203.0.113.7" in page
-    filtered = text(signed_in.client.get("/admin/signins?user_id=bob"))
+    filtered = text(signed_in.client.get("/admin/t/default/signins?user_id=bob"))
     assert "<td>bob</td>" in filtered and "<td>alice</td>" not in filtered
-    bad = signed_in.client.get("/admin/signins", query_string={"user_id": "no spaces"})
+    bad = signed_in.client.get("/admin/t/default/signins", query_string={"user_id": "no spaces"})
     assert bad.status_code == 400
     assert "User id: must be 1 to 128 of" in text(bad)
 
@@ -545,7 +555,7 @@ def test_signin_log_lists_and_filters_by_user(signed_in, links):
 
 def preview(console: Console, **fields):
     form = {"user_id": "42", "email": "alice@example.com", "to": "", "cc": "", "bcc": ""}
-    return console.post("/admin/preview", {**form, **fields})
+    return console.post("/admin/t/default/preview", {**form, **fields})
 
 
 @pytest.mark.parametrize(
