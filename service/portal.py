@@ -14,6 +14,16 @@ stripped from the query, unverified. Portals whose users' mail is scanned by
 tools that *follow* links use ``confirm=True``: the GET shows one button that
 POSTs the token, and only that POST signs in.
 
+With the service's ``bind_to_first_device`` setting on, a link works only in
+the browser that used it first. The middleware keeps one long-lived, random
+device id per browser in a cookie (``__Host-autologin_device``: HttpOnly,
+Secure, SameSite=Lax) and sends it with every verification as
+``client.device``; the service keeps only a keyed hash of it. In confirm mode
+the device goes only with the button's verification: a scanner's GET binds
+nothing. A link used in another browser fails with ``token_bound_elsewhere``,
+and the portal asks for a password as usual (:data:`FAILURE_MESSAGES` says
+what to tell the person).
+
 One portal may serve many tenants (helpdesks) of the service: ``tenant=`` is
 a function of the request (``tenant_from_host({"acme.portal.example.com":
 "acme"})``, :func:`subdomain_tenant`) or one tenant id, and the token is
@@ -32,6 +42,8 @@ from __future__ import annotations
 
 import html
 import logging
+import re
+import secrets
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +52,9 @@ from urllib.parse import parse_qsl, quote, unquote, unquote_plus, urlsplit
 from service.transport import ServiceClient, check_tenant_id, is_tenant_id, tenant_path
 
 __all__ = [
+    "DEVICE_COOKIE_MAX_AGE",
+    "DEVICE_ID",
+    "FAILURE_MESSAGES",
     "FAILURE_REASONS",
     "TENANT_ENVIRON_KEY",
     "AutoLoginMiddleware",
@@ -50,6 +65,7 @@ __all__ = [
     "Verifier",
     "is_portal_path",
     "is_tenant_id",
+    "new_device_id",
     "request_host",
     "subdomain_tenant",
     "tenant_from_host",
@@ -57,16 +73,58 @@ __all__ = [
 
 log = logging.getLogger("service.portal")
 
-#: What ``on_failure`` may be told. The first four come from the service (or
+#: What ``on_failure`` may be told. The first five come from the service (or
 #: its absence); ``login_refused`` is the portal's own ``login`` saying no.
 FAILURE_REASONS = (
     "token_expired",
     "token_revoked",
+    "token_bound_elsewhere",
     "token_invalid",
     "service_unavailable",
     "login_refused",
 )
-_TOKEN_CODES = frozenset(FAILURE_REASONS[:3])
+_TOKEN_CODES = frozenset(FAILURE_REASONS[:4])
+#: What to tell the person a link did not sign in, by reason: a heading and a
+#: sentence for the page they land on. Each says what they can do (sign in
+#: with a password, ask for a new link) and nothing that helps whoever holds a
+#: copy of the link: no user, no link id, no why beyond what a user needs.
+#: ``token_revoked`` says "no longer works" whatever voided it (the link, the
+#: user, every link); ``token_bound_elsewhere`` must say where it still works,
+#: or the person who opened it first on a phone is left puzzled.
+FAILURE_MESSAGES = {
+    "token_expired": (
+        "This sign-in link has expired",
+        "Please sign in with your password, or ask us for a new link.",
+    ),
+    "token_revoked": (
+        "This sign-in link no longer works",
+        "It has been switched off. Please sign in with your password, or ask us for a new link.",
+    ),
+    "token_bound_elsewhere": (
+        "This sign-in link works only in the browser that opened it first",
+        "For your security, a sign-in link keeps working only in the browser where it was "
+        "first opened. Open it there, or sign in here with your password.",
+    ),
+    "token_invalid": (
+        "This sign-in link is not valid",
+        "Please sign in with your password.",
+    ),
+    "service_unavailable": (
+        "Automatic sign-in is not available right now",
+        "Please sign in with your password.",
+    ),
+    "login_refused": (
+        "This link cannot sign you in",
+        "Please sign in with your password.",
+    ),
+}
+#: A device id (API.md, "Bound to the first browser"): 16 to 128 base64url
+#: characters. The service checks the same (service/tokens.py, which the kit
+#: never imports; a unit test keeps the two equal).
+DEVICE_ID = re.compile(r"[A-Za-z0-9_-]{16,128}")
+#: The device cookie's lifetime: 400 days, the longest a browser keeps a
+#: cookie (RFC 6265bis). Every verification and confirm page renews it.
+DEVICE_COOKIE_MAX_AGE = 400 * 24 * 60 * 60
 #: The service refuses longer tokens; no need to send them.
 MAX_TOKEN_LENGTH = 4096
 #: A confirm form is a token and a path; anything larger is not ours.
@@ -96,7 +154,8 @@ class VerificationError(Exception):
 
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(detail)
-        #: ``token_expired``, ``token_revoked``, ``token_invalid`` or ``service_unavailable``.
+        #: ``token_expired``, ``token_revoked``, ``token_bound_elsewhere``,
+        #: ``token_invalid`` or ``service_unavailable``.
         self.reason = reason
         #: Why, for the log: never the token.
         self.detail = detail
@@ -153,12 +212,19 @@ class Verifier(ServiceClient):
         ip: str | None = None,
         user_agent: str | None = None,
         tenant: str | None = None,
+        device: str | None = None,
     ) -> Verified:
         """Return who ``token`` signs in; raise :class:`VerificationError` otherwise.
 
         :param tenant: the tenant to verify in, instead of this verifier's own.
             A malformed id is ``token_invalid``, and the token is not sent.
+        :param device: the clicking browser's device id (:data:`DEVICE_ID`,
+            kept in a cookie of that browser), sent as ``client.device``. The
+            service requires it while ``bind_to_first_device`` is on. A
+            malformed one raises ``ValueError``: it is this portal's bug.
         """
+        if device is not None and not (isinstance(device, str) and DEVICE_ID.fullmatch(device)):
+            raise ValueError("device must be 16 to 128 characters of A-Z a-z 0-9 - _")
         if tenant is None:
             tenant = self.tenant
         elif not is_tenant_id(tenant):
@@ -171,6 +237,8 @@ class Verifier(ServiceClient):
             client["ip"] = ip[:64]
         if user_agent:
             client["user_agent"] = user_agent[:512]
+        if device is not None:
+            client["device"] = device
         body = {"token": token, "client": client}
         status, answer, code = self.post(
             tenant_path(tenant, "/v1/tokens/verify"), body, error=VerificationError
@@ -279,13 +347,20 @@ class AutoLoginMiddleware:
         return headers for the redirect (``Set-Cookie``), or raise
         :class:`LoginRefusedError`. ``environ`` no longer holds the token.
     :param on_failure: ``on_failure(environ, reason)`` with a reason of
-        :data:`FAILURE_REASONS`, so the next page can say "this link has
-        expired, please sign in"; it may return headers (a flash cookie).
+        :data:`FAILURE_REASONS`, so the next page can say "this link no
+        longer works, please sign in" (:data:`FAILURE_MESSAGES` has the
+        words); it may return headers (a flash cookie).
     :param token_param: the service's ``TOKEN_PARAM``.
     :param confirm: show a "Continue to the portal" button that POSTs the
         token instead of signing in on the GET (for mail scanned by tools that
         follow links).
     :param confirm_path: where that button POSTs, under ``SCRIPT_NAME``.
+    :param device_cookie: the name of the device cookie (one random id per
+        browser, sent as ``client.device`` so that the service can bind a link
+        to its first browser). With ``secure_cookies`` it gets the ``__Host-``
+        prefix: browsers then take it only from this host over HTTPS.
+    :param secure_cookies: mark the device cookie ``Secure`` (sent over HTTPS
+        only). ``False`` only for a development portal on plain http.
     :param tenant: for a portal of a deployment with many tenants: a function
         ``tenant(environ) -> str | None`` that names the tenant of each request
         (:func:`tenant_from_host`, :func:`subdomain_tenant`), or one tenant id
@@ -311,6 +386,8 @@ class AutoLoginMiddleware:
         confirm: bool = False,
         confirm_path: str = "/auto-login/confirm",
         tenant: str | TenantFunction | None = None,
+        device_cookie: str = "autologin_device",
+        secure_cookies: bool = True,
         connect_timeout: float = 1.0,
         read_timeout: float = 3.0,
     ) -> None:
@@ -324,6 +401,11 @@ class AutoLoginMiddleware:
             raise ValueError("confirm_path must be a plain path such as /auto-login/confirm")
         if tenant is not None and not callable(tenant):
             tenant = _one_tenant(check_tenant_id(tenant))
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", device_cookie):
+            raise ValueError("device_cookie must be 1 to 64 of A-Z a-z 0-9 _ -")
+        #: The device cookie's name as the browser stores it.
+        self.device_cookie = ("__Host-" if secure_cookies else "") + device_cookie
+        self.secure_cookies = secure_cookies
         #: ``tenant(environ)``, or ``None`` when this portal names no tenant.
         self.tenant: TenantFunction | None = tenant
         self.app = app
@@ -371,19 +453,26 @@ class AutoLoginMiddleware:
                 # host of no tenant is simply not a link of this portal.
                 log.info("auto-login refused: token_invalid (no tenant for this request, not sent)")
                 return self._failed(environ, start_response, "token_invalid", page)
+        # This browser's device id, sent with the verification so that a link
+        # bound to its first browser works there only. Only a verification
+        # reaches here: in confirm mode that is the button's POST, never the
+        # GET a scanner sends. The answer sets (renews) the cookie either way,
+        # so the id is the same at the next click.
+        device, cookie = self._device(environ)
         try:
             verified = self.verifier.verify(
                 token,
                 ip=environ.get("REMOTE_ADDR"),
                 user_agent=environ.get("HTTP_USER_AGENT"),
                 tenant=tenant,
+                device=device,
             )
         except VerificationError as e:
             if e.reason == "service_unavailable":
                 log.warning("auto-login: service unavailable (%s)", e.detail)
             else:
                 log.info("auto-login refused: %s", e.reason)
-            return self._failed(environ, start_response, e.reason, page)
+            return self._failed(environ, start_response, e.reason, page, cookie)
         try:
             extra = self.login(environ, verified.user_id, verified.claims)
         except LoginRefusedError:
@@ -392,14 +481,14 @@ class AutoLoginMiddleware:
                 verified.user_id,
                 _of_tenant(tenant),
             )
-            return self._failed(environ, start_response, "login_refused", page)
+            return self._failed(environ, start_response, "login_refused", page, cookie)
         log.info("auto-login: signed in user %s%s", verified.user_id, _of_tenant(tenant))
         # The target comes from the verified token only: not the request's
         # path, query, "next" or Host header.
         location = _quote_path(environ, "").rstrip("/") + _drop_param(
             verified.target, self.token_param
         )
-        return _redirect(start_response, location, extra)
+        return _redirect(start_response, location, [*(extra or ()), *cookie])
 
     def _failed(
         self,
@@ -407,10 +496,27 @@ class AutoLoginMiddleware:
         start_response: Callable[..., Any],
         reason: str,
         page: str,
+        cookie: Headers = (),
     ) -> Iterable[bytes]:
         extra = self.on_failure(environ, reason) if self.on_failure else None
         # ``page`` has no token parameter: following it can never loop back here.
-        return _redirect(start_response, page, extra)
+        return _redirect(start_response, page, [*(extra or ()), *cookie])
+
+    def _device(self, environ: Mapping[str, Any]) -> tuple[str, list[tuple[str, str]]]:
+        """Return this browser's device id and the ``Set-Cookie`` header that keeps it."""
+        device = _cookie(environ, self.device_cookie)
+        if device is None or not DEVICE_ID.fullmatch(device):
+            # No cookie yet (a first click, a cleared browser, a scanner) or
+            # one that is not ours: a fresh random id.
+            device = new_device_id()
+        # HttpOnly: no script of the portal (or injected into it) reads it.
+        # SameSite=Lax: sent on the click from a mail client or webmail (a
+        # top-level GET from another site) and on the confirm POST (same site).
+        header = (
+            f"{self.device_cookie}={device}; Max-Age={DEVICE_COOKIE_MAX_AGE}; Path=/; "
+            "HttpOnly; SameSite=Lax" + ("; Secure" if self.secure_cookies else "")
+        )
+        return device, [("Set-Cookie", header)]
 
     def _confirm_page(
         self,
@@ -461,6 +567,23 @@ class AutoLoginMiddleware:
 def _of_tenant(tenant: str | None) -> str:
     # User 42 of acme and user 42 of globex are two people: say which.
     return "" if tenant is None else f" of tenant {tenant}"
+
+
+def new_device_id() -> str:
+    """Return a fresh device id: 256 random bits, 43 base64url characters."""
+    return secrets.token_urlsafe(32)
+
+
+def _cookie(environ: Mapping[str, Any], name: str) -> str | None:
+    """Return the first value of cookie ``name`` in the request, or ``None``."""
+    # By hand, not http.cookies: SimpleCookie gives up on the whole header at
+    # the first cookie it cannot parse, and the portal's other cookies are
+    # none of our business.
+    for piece in environ.get("HTTP_COOKIE", "").split(";"):
+        key, equals, value = piece.strip().partition("=")
+        if equals and key == name:
+            return value.strip().strip('"')
+    return None
 
 
 def _one_tenant(tenant: str) -> TenantFunction:

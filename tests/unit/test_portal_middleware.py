@@ -16,9 +16,13 @@ from flask import Flask, flash, get_flashed_messages, session
 from werkzeug.test import Client
 
 from service.portal import (
+    DEVICE_ID,
+    FAILURE_MESSAGES,
+    FAILURE_REASONS,
     AutoLoginMiddleware,
     FlaskAutoLogin,
     LoginRefusedError,
+    VerificationError,
     Verifier,
     is_portal_path,
 )
@@ -331,6 +335,8 @@ def test_the_verify_call_carries_the_portal_key_and_the_client(fake_portal, cann
     (call,) = canned.requests
     assert call["path"] == "/v1/tokens/verify"
     assert call["authorization"] == f"Bearer {PORTAL_KEY}"
+    device = call["json"]["client"].pop("device")
+    assert DEVICE_ID.fullmatch(device)
     assert call["json"] == {
         "token": "t0ken",
         "client": {"ip": "203.0.113.7", "user_agent": "U" * 512},
@@ -464,6 +470,224 @@ def test_confirm_post_without_a_form_is_invalid(confirm_portal, canned):
     assert response.status_code == 303
     assert confirm_portal.failures == ["token_invalid"]
     assert canned.requests == []
+
+
+# --- the device cookie and links bound to their first browser -------------------
+
+DEVICE_COOKIE = "__Host-autologin_device"
+ADMIN = {"Authorization": f"Bearer {API_KEYS['admin-key'][0]}"}
+
+
+def device_cookies(response) -> list[dict[str, str | bool]]:
+    """Return each device cookie the answer sets: name, value and attributes."""
+    cookies = []
+    for header in response.headers.getlist("Set-Cookie"):
+        first, *attributes = [part.strip() for part in header.split(";")]
+        name, _, value = first.partition("=")
+        if name.endswith("autologin_device"):
+            cookie: dict[str, str | bool] = {"name": name, "value": value}
+            for attribute in attributes:
+                key, equals, setting = attribute.partition("=")
+                cookie[key.lower()] = setting if equals else True
+            cookies.append(cookie)
+    return cookies
+
+
+def issue_with_id(links, **body) -> tuple[str, str]:
+    """Issue a link of user 42; return its path on the portal and its link id."""
+    answer = links.issue(target="/tickets/1234", **body).json
+    assert answer["auto_login"] is True, answer
+    return path_of(answer["url"]), answer["link_id"]
+
+
+def ledger_entry(links, link_id: str) -> dict:
+    response = links.client.get(f"/v1/admin/links/{link_id}", headers=ADMIN)
+    assert response.status_code == 200, response.json
+    return response.json
+
+
+def void(links, link_id: str) -> None:
+    response = links.client.post(
+        f"/v1/admin/links/{link_id}/revoke", json={"reason": "forwarded"}, headers=ADMIN
+    )
+    assert response.status_code == 200, response.json
+
+
+def test_a_verification_sets_a_long_lived_device_cookie(fake_portal, canned):
+    response = fake_portal.client.get("/t?auto_login=t0ken")
+    (cookie,) = device_cookies(response)
+    assert cookie == {
+        "name": DEVICE_COOKIE,
+        "value": cookie["value"],
+        "max-age": str(400 * 24 * 60 * 60),
+        "path": "/",
+        "httponly": True,
+        "samesite": "Lax",
+        "secure": True,
+    }
+    # The id is what the service was sent, and random: 256 bits, base64url.
+    assert DEVICE_ID.fullmatch(cookie["value"]) and len(cookie["value"]) == 43
+    assert canned.requests[0]["json"]["client"]["device"] == cookie["value"]
+    # The portal's own cookie comes first, as before.
+    assert response.headers["Set-Cookie"].startswith("sid=session-of-42;")
+
+
+def test_a_development_portal_sets_it_without_secure_and_the_host_prefix(canned):
+    portal = Portal(canned.url, secure_cookies=False)
+    try:
+        (cookie,) = device_cookies(portal.client.get("/t?auto_login=t0ken"))
+    finally:
+        portal.verifier.close()
+    assert cookie["name"] == "autologin_device"
+    assert "secure" not in cookie
+    assert (cookie["httponly"], cookie["samesite"], cookie["path"]) == (True, "Lax", "/")
+
+
+def test_a_browser_keeps_its_device_id_from_click_to_click(fake_portal, canned):
+    first = device_cookies(fake_portal.client.get("/t?auto_login=t0ken"))[0]["value"]
+    canned.answer(401, {"code": "token_expired"})
+    # A failure renews the cookie too, with the same id.
+    again = device_cookies(fake_portal.client.get("/t?auto_login=t0ken"))[0]["value"]
+    other = Client(fake_portal.middleware)
+    elsewhere = device_cookies(other.get("/t?auto_login=t0ken"))[0]["value"]
+    sent = [call["json"]["client"]["device"] for call in canned.requests]
+    assert sent == [first, first, elsewhere]
+    assert again == first != elsewhere
+
+
+@pytest.mark.parametrize(
+    "value", ["", "short", "a" * 129, "has.dots.in.it.0123456789", '"quoted space 0123456789"']
+)
+def test_a_device_cookie_that_is_not_ours_is_replaced(fake_portal, canned, value):
+    fake_portal.client.set_cookie(DEVICE_COOKIE, value)
+    response = fake_portal.client.get("/t?auto_login=t0ken")
+    device = canned.requests[0]["json"]["client"]["device"]
+    assert DEVICE_ID.fullmatch(device) and device != value
+    assert device_cookies(response)[0]["value"] == device
+
+
+def test_the_device_cookie_is_found_among_others(fake_portal, canned):
+    mine = "Ab-_0123456789abcdefghij"
+    # Without the client's cookie jar, which would replace the header.
+    Client(fake_portal.middleware, use_cookies=False).get(
+        "/t?auto_login=t0ken",
+        headers={"Cookie": f'broken="a; sid=1; {DEVICE_COOKIE}={mine}; x=2'},
+    )
+    assert canned.requests[0]["json"]["client"]["device"] == mine
+
+
+def test_requests_that_verify_nothing_set_no_device_cookie(fake_portal, canned):
+    for response in (
+        fake_portal.client.get("/t?a=1"),
+        fake_portal.client.head("/t?auto_login=t0ken"),
+        fake_portal.client.get("/t?auto_login=t0ken", headers={"Sec-Purpose": "prefetch"}),
+    ):
+        assert device_cookies(response) == []
+    assert canned.requests == []
+
+
+def test_confirm_mode_sends_the_device_only_with_the_button(confirm_portal, canned):
+    page = confirm_portal.client.get("/tickets/1?auto_login=t0ken")
+    # The scanner's GET: no verification, no cookie, nothing bound.
+    assert device_cookies(page) == [] and canned.requests == []
+    form = _form(page)
+    response = confirm_portal.client.post(form.pop("action"), data=form)
+    (cookie,) = device_cookies(response)
+    assert canned.requests[0]["json"]["client"]["device"] == cookie["value"]
+    # The same browser, its next link: the same id.
+    form = _form(confirm_portal.client.get("/tickets/2?auto_login=t0ken"))
+    confirm_portal.client.post(form.pop("action"), data=form)
+    assert canned.requests[1]["json"]["client"]["device"] == cookie["value"]
+
+
+def test_verifier_refuses_a_malformed_device_and_sends_nothing(canned):
+    with Verifier(canned.url, PORTAL_KEY) as verifier:
+        for device in ("short", "has spaces 0123456789", "x" * 129, 42):
+            with pytest.raises(ValueError):
+                verifier.verify("t0ken", device=device)
+    assert canned.requests == []
+
+
+def test_the_portal_and_the_service_agree_on_a_device_id():
+    from service.tokens import DEVICE_ID as SERVICE_DEVICE_ID
+
+    assert DEVICE_ID.pattern == SERVICE_DEVICE_ID.pattern
+
+
+def test_bound_to_the_first_browser_through_the_real_service(portal, links):
+    links.enable(bind_to_first_device=True)
+    path, link_id = issue_with_id(links)
+    first = portal.client.get(path)
+    assert (first.status_code, first.headers["Location"]) == (303, "/tickets/1234")
+    assert ledger_entry(links, link_id)["bound"] is True
+    # The same browser again: still signed in.
+    again = portal.client.get(path)
+    assert (again.status_code, again.headers["Location"]) == (303, "/tickets/1234")
+    # Another browser: refused, lands on the page, the portal is told why.
+    other = Client(portal.middleware)
+    elsewhere = other.get(path)
+    assert (elsewhere.status_code, elsewhere.headers["Location"]) == (303, "/tickets/1234")
+    assert [user_id for user_id, _ in portal.logins] == ["42", "42"]
+    assert portal.failures == ["token_bound_elsewhere"]
+    outcomes = links.client.get("/v1/admin/signins", headers=ADMIN).json["signins"]
+    assert [(s["outcome"], s["link_id"]) for s in outcomes][0] == (
+        "token_bound_elsewhere",
+        link_id,
+    )
+
+
+def test_in_confirm_mode_a_scanners_get_binds_nothing(links, service_url):
+    links.enable(bind_to_first_device=True)
+    path, link_id = issue_with_id(links)
+    portal = Portal(service_url, confirm=True)
+    try:
+        scanner = Client(portal.middleware)
+        assert scanner.get(path).status_code == 200  # the button, nothing verified
+        assert ledger_entry(links, link_id)["bound"] is False
+        form = _form(portal.client.get(path))
+        response = portal.client.post(form.pop("action"), data=form)
+        assert response.headers["Location"] == "/tickets/1234"
+        assert ledger_entry(links, link_id)["bound"] is True
+        # The scanner that now presses the button too is another browser.
+        form = _form(scanner.get(path))
+        scanner.post(form.pop("action"), data=form)
+    finally:
+        portal.verifier.close()
+    assert [user_id for user_id, _ in portal.logins] == ["42"]
+    assert portal.failures == ["token_bound_elsewhere"]
+
+
+def test_a_voided_link_is_token_revoked_and_the_users_other_links_still_work(portal, links):
+    voided, voided_id = issue_with_id(links)
+    kept, _ = issue_with_id(links)
+    void(links, voided_id)
+    response = portal.client.get(voided)
+    assert (response.status_code, response.headers["Location"]) == (303, "/tickets/1234")
+    assert portal.failures == ["token_revoked"]
+    assert portal.client.get(kept).headers["Location"] == "/tickets/1234"
+    assert [user_id for user_id, _ in portal.logins] == ["42"]
+
+
+def test_a_verifier_without_a_device_fails_loudly_while_binding_is_on(links, service_url):
+    links.enable(bind_to_first_device=True)
+    token = links.token(target="/tickets/1234")
+    with Verifier(service_url, PORTAL_KEY) as verifier:
+        with pytest.raises(VerificationError) as exc_info:
+            verifier.verify(token)
+    assert (exc_info.value.reason, exc_info.value.detail) == (
+        "service_unavailable",
+        "HTTP 400 invalid_request",
+    )
+
+
+def test_every_failure_reason_has_words_for_the_person_and_nothing_more():
+    assert set(FAILURE_MESSAGES) == set(FAILURE_REASONS)
+    for title, text in FAILURE_MESSAGES.values():
+        assert title and text and "{" not in title + text
+    assert "no longer works" in FAILURE_MESSAGES["token_revoked"][0]
+    assert "browser that opened it first" in FAILURE_MESSAGES["token_bound_elsewhere"][0]
+    for reason in ("token_revoked", "token_bound_elsewhere"):
+        assert "password" in FAILURE_MESSAGES[reason][1]
 
 
 # --- logs -----------------------------------------------------------------------
