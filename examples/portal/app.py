@@ -13,6 +13,10 @@ Each tenant has its own users (user 42 of acme is not user 42 of globex) and
 a session belongs to the tenant it was made in. ``AUTOLOGIN_TENANT=acme`` makes
 it the portal of that one tenant, whatever the host.
 
+Links bound to their first browser (the service's ``bind_to_first_device``)
+need the middleware's device cookie, which is ``Secure``: on plain http (a
+development portal on 127.0.0.1) say ``PORTAL_ENV=development``.
+
 It serves with werkzeug's server and an access log that never prints a query
 string: the first GET of a link carries the token in its URL.
 """
@@ -30,6 +34,7 @@ from flask import Flask, abort, flash, g, redirect, render_template, request, se
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from service.portal import (
+    FAILURE_MESSAGES,
     TENANT_ENVIRON_KEY,
     FlaskAutoLogin,
     LoginRefusedError,
@@ -71,11 +76,15 @@ TICKETS = {
 #: What the login page says after a link failed, by the middleware's reason.
 MESSAGES = {
     "token_expired": "This sign-in link is expired or revoked. Please sign in.",
-    "token_revoked": "This sign-in link is expired or revoked. Please sign in.",
     "token_invalid": "This sign-in link is not valid. Please sign in.",
     "service_unavailable": "Automatic sign-in is not available right now. Please sign in.",
     "login_refused": "This link cannot sign you in. Please sign in.",
 }
+#: Links that will not sign anyone in here again, however often they are
+#: clicked: voided, or bound to the browser that opened them first. The person
+#: lands on a page of their own that says so and how to sign in
+#: (FAILURE_MESSAGES: nothing about whose link it was or why it was voided).
+LANDINGS = ("token_revoked", "token_bound_elsewhere")
 
 
 def users_of(tenant: str | None) -> dict[str, dict[str, str]]:
@@ -100,7 +109,11 @@ def sign_in_from_link(request: Any, user_id: str, claims: dict[str, Any]) -> Non
 
 def link_failed(request: Any, reason: str) -> None:
     """Tell the next page why the link did not sign anyone in (``on_failure``)."""
-    flash(MESSAGES.get(reason, MESSAGES["token_invalid"]), "warning")
+    if reason in LANDINGS:
+        # The next page shows the landing (see link_landing in create_portal).
+        session["link_ended"] = reason
+    else:
+        flash(MESSAGES.get(reason, MESSAGES["token_invalid"]), "warning")
 
 
 def create_portal(config: dict[str, Any] | None = None) -> Flask:
@@ -114,6 +127,8 @@ def create_portal(config: dict[str, Any] | None = None) -> Flask:
         # "acme.localhost=acme,globex.localhost=globex": host name -> tenant id.
         AUTOLOGIN_TENANT_HOSTS=_host_table(os.environ.get("AUTOLOGIN_TENANT_HOSTS", "")),
         AUTOLOGIN_TENANT=os.environ.get("AUTOLOGIN_TENANT") or None,
+        # "development": plain http, so the device cookie is not Secure.
+        PORTAL_ENV=os.environ.get("PORTAL_ENV", "production"),
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
     )
@@ -136,6 +151,7 @@ def create_portal(config: dict[str, Any] | None = None) -> Flask:
         api_key=app.config["AUTOLOGIN_PORTAL_KEY"],
         confirm=app.config["AUTOLOGIN_CONFIRM"],
         tenant=tenant,
+        secure_cookies=app.config["PORTAL_ENV"] != "development",
     )
 
     @app.before_request
@@ -147,6 +163,13 @@ def create_portal(config: dict[str, Any] | None = None) -> Flask:
     @app.context_processor
     def helpdesk() -> dict[str, str]:
         return {"helpdesk": TENANTS.get(g.tenant, (g.tenant or "Helpdesk portal",))[0]}
+
+    @app.context_processor
+    def link_landing() -> dict[str, Any]:
+        # Shown once, on the next page (the sign-in page, as the link's page
+        # asks a signed-out visitor to sign in): heading and sentence.
+        reason = session.pop("link_ended", None) if "link_ended" in session else None
+        return {"link_ended": FAILURE_MESSAGES.get(reason) if reason in LANDINGS else None}
 
     def current_user() -> dict[str, str] | None:
         # A session belongs to the tenant it was made in.

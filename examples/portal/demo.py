@@ -223,6 +223,8 @@ def main() -> int:
                 [f"{t['host']}={tenant}" for tenant, t in TENANTS.items()] + [f"{HOST}=default"]
             ),
             "PORTAL_SECRET_KEY": secrets.token_hex(32),
+            # Plain http on loopback: the device cookie is not Secure.
+            "PORTAL_ENV": "development",
             "PYTHONUNBUFFERED": "1",
         }
         processes.append(
@@ -320,6 +322,22 @@ Void every link of acme, and only acme's (globex's link still works):
 
   curl -s {SERVICE}/v1/tenants/acme/admin/epoch/bump -H "Authorization: Bearer $ADMIN" \\
        -H 'Content-Type: application/json' -d '{{"reason": "demo"}}'
+
+Or void one link: find its link_id in globex's ledger, then void it (the page
+then says "This sign-in link no longer works" and asks for a password):
+
+  curl -s '{SERVICE}/v1/tenants/globex/admin/links?user_id=42' -H "Authorization: Bearer $ADMIN"
+  curl -s {SERVICE}/v1/tenants/globex/admin/links/<link_id>/revoke \\
+       -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' \\
+       -d '{{"reason": "demo: this email was forwarded"}}'
+
+Bind each link of globex to the browser that opens it first; then render a new
+email (below), open its link in one browser, and in another (or a private
+window) it asks for a password:
+
+  curl -s -X PATCH {SERVICE}/v1/tenants/globex/admin/settings \\
+       -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' \\
+       -d '{{"bind_to_first_device": true}}'
 
 Render more emails (the key comes from the environment, never the command line):
 
