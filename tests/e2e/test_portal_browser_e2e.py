@@ -2,8 +2,11 @@
 
 The real service runs under gunicorn; the example portal (examples/portal)
 runs on its own loopback port with its query-free access log, and the
-service's PORTAL_BASE_URL points at it. SAVE_SCREENSHOTS=1 also writes
-docs/screenshots/portal-signed-in.png and portal-link-revoked.png.
+service's PORTAL_BASE_URL points at it. Two browser contexts are two browsers
+(each its own cookies): with bind_to_first_device on, the first keeps the
+link and the second is asked to sign in. SAVE_SCREENSHOTS=1 also writes
+docs/screenshots/portal-signed-in.png, portal-link-revoked.png and
+portal-link-bound-elsewhere.png.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import requests
 from service.client import LinkClient
 from service.emails import render_ticket_update
 from tests.conftest import API_KEYS, SECRETS, production_config, sqlite_url
-from tests.e2e.test_gunicorn_e2e import bump, enable
+from tests.e2e.test_gunicorn_e2e import ADMIN, ISSUER, bump, enable
 from tests.support.browser import chromium
 from tests.support.example_portal import load_example_portal
 from tests.support.gunicorn_server import ROOT, GunicornServer, free_port
@@ -46,6 +49,8 @@ def stack(tmp_path, request):
                 "AUTOLOGIN_SERVICE_URL": service.url,
                 "AUTOLOGIN_PORTAL_KEY": API_KEYS["portal-key"][0],
                 "AUTOLOGIN_CONFIRM": confirm,
+                # Plain http on loopback: the device cookie cannot be Secure.
+                "PORTAL_ENV": "development",
             }
         )
         try:
@@ -100,7 +105,7 @@ def test_a_link_from_an_email_signs_in_and_a_voided_one_asks_to_sign_in(stack, c
         page.goto(link)
         assert page.url.startswith(f"{portal_url}/login")
         assert "auto_login" not in page.url
-        assert "expired or revoked" in page.locator("#messages").inner_text()
+        assert "no longer works" in page.locator("#link-ended").inner_text()
         assert page.locator("#signed-in").count() == 0
         if save:
             page.screenshot(path=str(SCREENSHOTS / "portal-link-revoked.png"))
@@ -142,3 +147,153 @@ def test_in_confirm_mode_only_the_button_signs_in(stack, caplog):
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert logged.count("signed in user 42") == 1
     assert token not in logged and token not in service.log()
+
+
+def bind_to_first_device(service) -> None:
+    response = requests.patch(
+        service.url + "/v1/admin/settings",
+        json={"auto_login_enabled": True, "bind_to_first_device": True},
+        headers=ADMIN,
+        timeout=5,
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["bind_to_first_device"] is True
+
+
+def issue_link(service) -> tuple[str, str]:
+    """Issue Alice's link to ticket 1234; return its URL and its link id."""
+    response = requests.post(
+        service.url + "/v1/links",
+        json={
+            "user_id": "42",
+            "email": "alice@example.com",
+            "recipients": {"to": ["alice@example.com"]},
+            "target": "/tickets/1234",
+        },
+        headers=ISSUER,
+        timeout=5,
+    )
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["auto_login"] is True, answer
+    return answer["url"], answer["link_id"]
+
+
+def bound(service, link_id: str) -> bool:
+    response = requests.get(f"{service.url}/v1/admin/links/{link_id}", headers=ADMIN, timeout=5)
+    assert response.status_code == 200, response.text
+    return response.json()["bound"]
+
+
+def void(service, link_id: str) -> None:
+    response = requests.post(
+        f"{service.url}/v1/admin/links/{link_id}/revoke",
+        json={"reason": "e2e: forwarded"},
+        headers=ADMIN,
+        timeout=5,
+    )
+    assert response.status_code == 200, response.text
+
+
+def open_signed_in(browser_context, link: str, portal_url: str) -> None:
+    page = browser_context.new_page()
+    page.goto(link)
+    assert page.url == f"{portal_url}/tickets/1234"
+    assert "Alice Example" in page.locator("#signed-in").inner_text()
+    assert page.locator("#link-ended").count() == 0
+    page.close()
+
+
+def open_refused(browser_context, link: str, portal_url: str, heading: str, screenshot=None):
+    page = browser_context.new_page()
+    page.goto(link)
+    assert page.url.startswith(f"{portal_url}/login")
+    assert "auto_login" not in page.url
+    landing = page.locator("#link-ended")
+    assert landing.locator("h1").inner_text() == heading
+    assert "password" in landing.inner_text()
+    assert page.locator("#signed-in").count() == 0
+    assert page.get_by_role("button", name="Sign in").count() == 1
+    if screenshot:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / screenshot))
+    page.close()
+
+
+BOUND = "This sign-in link works only in the browser that opened it first"
+VOIDED = "This sign-in link no longer works"
+
+
+def test_a_bound_link_works_in_its_first_browser_only_and_a_voided_one_in_none(stack, caplog):
+    caplog.set_level(logging.DEBUG)
+    service, portal_url = stack
+    save = os.environ.get("SAVE_SCREENSHOTS") == "1"
+    bind_to_first_device(service)
+    link, link_id = issue_link(service)
+    token = link.split("auto_login=", 1)[1]
+
+    with chromium() as browser:
+        first = browser.new_context(viewport={"width": 1000, "height": 640})
+        open_signed_in(first, link, portal_url)
+        assert bound(service, link_id) is True
+        (cookie,) = [c for c in first.cookies() if c["name"] == "autologin_device"]
+        assert (cookie["httpOnly"], cookie["sameSite"], cookie["path"]) == (True, "Lax", "/")
+        # The same browser opens the link again: it still signs in.
+        open_signed_in(first, link, portal_url)
+
+        second = browser.new_context(viewport={"width": 1000, "height": 640})
+        open_refused(
+            second,
+            link,
+            portal_url,
+            BOUND,
+            "portal-link-bound-elsewhere.png" if save else None,
+        )
+        # Its own device id: not the first browser's.
+        (other,) = [c for c in second.cookies() if c["name"] == "autologin_device"]
+        assert other["value"] != cookie["value"]
+        second.close()
+
+        # Voided: no browser signs in with it, not even the first.
+        void(service, link_id)
+        voided = browser.new_context()
+        open_refused(voided, link, portal_url, VOIDED)
+        voided.close()
+        first.clear_cookies(name="session")
+        open_refused(first, link, portal_url, VOIDED)
+        first.close()
+
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert logged.count("signed in user 42") == 2
+    assert "auto-login refused: token_bound_elsewhere" in logged
+    assert logged.count("auto-login refused: token_revoked") == 2
+    for text in (logged, service.log()):
+        for secret in (token, cookie["value"], other["value"], *SECRETS):
+            assert secret not in text
+
+
+@pytest.mark.parametrize("stack", [True], indirect=True)
+def test_in_confirm_mode_a_scanner_binds_nothing_and_the_first_button_wins(stack, caplog):
+    caplog.set_level(logging.DEBUG)
+    service, portal_url = stack
+    bind_to_first_device(service)
+    link, link_id = issue_link(service)
+    with caplog.at_level(logging.INFO, logger="urllib3"):
+        scanned = requests.get(link, timeout=5, allow_redirects=False)
+    assert scanned.status_code == 200 and "Set-Cookie" not in scanned.headers
+    assert bound(service, link_id) is False
+
+    with chromium() as browser:
+        for context, signs_in in ((browser.new_context(), True), (browser.new_context(), False)):
+            page = context.new_page()
+            page.goto(link)
+            page.get_by_role("button", name="Continue to the portal").click()
+            if signs_in:
+                page.wait_for_url(f"{portal_url}/tickets/1234")
+                assert "Alice Example" in page.locator("#signed-in").inner_text()
+                assert bound(service, link_id) is True
+            else:
+                page.wait_for_url(lambda url: url.startswith(f"{portal_url}/login?"))
+                assert page.locator("#link-ended h1").inner_text() == BOUND
+                assert page.locator("#signed-in").count() == 0
+            context.close()
