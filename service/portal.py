@@ -123,7 +123,7 @@ FAILURE_MESSAGES = {
 #: never imports; a unit test keeps the two equal).
 DEVICE_ID = re.compile(r"[A-Za-z0-9_-]{16,128}")
 #: The device cookie's lifetime: 400 days, the longest a browser keeps a
-#: cookie (RFC 6265bis). Every verification and confirm page renews it.
+#: cookie (RFC 6265bis). The answer of every verification renews it.
 DEVICE_COOKIE_MAX_AGE = 400 * 24 * 60 * 60
 #: The service refuses longer tokens; no need to send them.
 MAX_TOKEN_LENGTH = 4096
