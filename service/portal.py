@@ -49,7 +49,13 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, unquote_plus, urlsplit
 
-from service.transport import ServiceClient, check_tenant_id, is_tenant_id, tenant_path
+from service.transport import (
+    DEVICE_ID,
+    ServiceClient,
+    check_tenant_id,
+    is_tenant_id,
+    tenant_path,
+)
 
 __all__ = [
     "DEVICE_COOKIE_MAX_AGE",
@@ -118,10 +124,6 @@ FAILURE_MESSAGES = {
         "Please sign in with your password.",
     ),
 }
-#: A device id (API.md, "Bound to the first browser"): 16 to 128 base64url
-#: characters. The service checks the same (service/tokens.py, which the kit
-#: never imports; a unit test keeps the two equal).
-DEVICE_ID = re.compile(r"[A-Za-z0-9_-]{16,128}")
 #: The device cookie's lifetime: 400 days, the longest a browser keeps a
 #: cookie (RFC 6265bis). The answer of every verification renews it.
 DEVICE_COOKIE_MAX_AGE = 400 * 24 * 60 * 60

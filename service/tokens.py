@@ -38,6 +38,7 @@ from service.errors import (
     RevokedTokenError,
 )
 from service.store import LinkCheck, TokenState
+from service.transport import DEVICE_ID
 
 __all__ = [
     "LEGACY_PURPOSE",
@@ -467,10 +468,6 @@ def check_epochs(claims: Claims, state: TokenState) -> None:
             incarnation=claims.incarnation,
             link_id=claims.token_id,
         )
-
-
-#: A device id: what the portal keeps in a long-lived cookie of one browser.
-DEVICE_ID = re.compile(r"[A-Za-z0-9_-]{16,128}")
 
 
 def device_hash(secret: bytes, device: str) -> str:

@@ -21,12 +21,23 @@ from typing import Any, Self
 
 import requests
 
-__all__ = ["TENANT_ID", "ServiceClient", "check_tenant_id", "is_tenant_id", "tenant_path"]
+__all__ = [
+    "DEVICE_ID",
+    "TENANT_ID",
+    "ServiceClient",
+    "check_tenant_id",
+    "is_tenant_id",
+    "tenant_path",
+]
 
 #: A tenant id (API.md, "Tenants"): 1 to 63 of ``a-z 0-9 -``, no ``-`` at either
 #: end, so that it can be a DNS label. Its one home: the kit never imports the
 #: server, and the server (service/tenancy.py) takes it from here.
 TENANT_ID = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+#: A device id (API.md, "Bound to the first browser"): 16 to 128 base64url
+#: characters, what a portal keeps in a long-lived cookie of one browser. Its
+#: one home too: the portal middleware sends it, the verifier checks it.
+DEVICE_ID = re.compile(r"[A-Za-z0-9_-]{16,128}")
 
 
 def is_tenant_id(value: object) -> bool:

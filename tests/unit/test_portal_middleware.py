@@ -608,12 +608,6 @@ def test_verifier_refuses_a_malformed_device_and_sends_nothing(canned):
     assert canned.requests == []
 
 
-def test_the_portal_and_the_service_agree_on_a_device_id():
-    from service.tokens import DEVICE_ID as SERVICE_DEVICE_ID
-
-    assert DEVICE_ID.pattern == SERVICE_DEVICE_ID.pattern
-
-
 def test_bound_to_the_first_browser_through_the_real_service(portal, links):
     links.enable(bind_to_first_device=True)
     path, link_id = issue_with_id(links)
