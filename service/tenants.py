@@ -220,6 +220,18 @@ class Reaper:
                 return
             self._closed.wait(REAP_PAUSE_SECONDS)
 
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for this process's reaper thread to end; False if it still runs after ``timeout``.
+
+        It ends when nothing is left to remove, or after repeated store
+        failures (logged; the next kick, in any process, goes on).
+        """
+        thread = self._thread
+        if thread is None or self._pid != os.getpid():
+            return True
+        thread.join(timeout)
+        return not thread.is_alive()
+
     def close(self) -> None:
         """Stop the thread (at the end of its step) before the store closes."""
         self._closed.set()
