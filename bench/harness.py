@@ -1,10 +1,62 @@
-"""Interleaved measurement: A B A B ..., medians of several repetitions."""
+"""Interleaved measurement (A B A B ..., medians of several repetitions) and the table."""
 
 from __future__ import annotations
 
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+
+from service.tokens import KeyRing
+
+#: The benchmark's signing key (HS256), the same in every section.
+KEY = b"bench-signing-key-0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+@dataclass
+class Row:
+    section: str
+    what: str
+    ours: str
+    baseline: str
+    ratio: float
+    target: str
+    met: bool | None
+
+    def line(self) -> str:
+        met = {True: "yes", False: "NO", None: "-"}[self.met]
+        return (
+            f"| {self.section} | {self.what} | {self.ours} | {self.baseline} "
+            f"| {self.ratio:.2f}x | {self.target} | {met} |"
+        )
+
+
+#: Every figure of the run, in the order printed.
+ROWS: list[Row] = []
+
+
+def report(section, what, ours, baseline, ratio, target, met) -> None:
+    """Print one row of the table (and keep it for the summary)."""
+    row = Row(section, what, ours, baseline, ratio, target, met)
+    ROWS.append(row)
+    print(row.line(), flush=True)
+
+
+def us(seconds: float) -> str:
+    return f"{seconds * 1e6:.1f} µs"
+
+
+def ring() -> KeyRing:
+    """The key ring every section signs and verifies with."""
+    return KeyRing(
+        keys={"k1": KEY},
+        active_key_id="k1",
+        algorithm="HS256",
+        issuer="autologin-links",
+        audience="helpdesk-portal",
+        max_ttl_seconds=604800,
+        leeway_seconds=30,
+    )
 
 
 def per_call(fn: Callable[[], object], n: int) -> float:

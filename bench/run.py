@@ -22,66 +22,21 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import jwt
 import requests
 
-from bench.harness import interleaved
+from bench.harness import KEY, ROWS, interleaved, report, ring, us
 from service.links import LinkRequest, build_links
 from service.store import Settings, open_store
-from service.tokens import REQUIRED_CLAIMS, KeyRing, check_epochs, issue_token, verify_token
+from service.tokens import REQUIRED_CLAIMS, check_epochs, issue_token, verify_token
 
 ROOT = Path(__file__).resolve().parent.parent
-KEY = b"bench-signing-key-0123456789abcdefghijklmnopqrstuvwxyz"
 ISSUER_KEY = "bench-issuer-key-0123456789abcdefghij"
 PORTAL_KEY = "bench-portal-key-0123456789abcdefghij"
 ADMIN_KEY = "bench-admin-key-0123456789abcdefghijk"
-
-
-@dataclass
-class Row:
-    section: str
-    what: str
-    ours: str
-    baseline: str
-    ratio: float
-    target: str
-    met: bool | None
-
-    def line(self) -> str:
-        met = {True: "yes", False: "NO", None: "-"}[self.met]
-        return (
-            f"| {self.section} | {self.what} | {self.ours} | {self.baseline} "
-            f"| {self.ratio:.2f}x | {self.target} | {met} |"
-        )
-
-
-ROWS: list[Row] = []
-
-
-def report(section, what, ours, baseline, ratio, target, met) -> None:
-    row = Row(section, what, ours, baseline, ratio, target, met)
-    ROWS.append(row)
-    print(row.line(), flush=True)
-
-
-def us(seconds: float) -> str:
-    return f"{seconds * 1e6:.1f} µs"
-
-
-def ring() -> KeyRing:
-    return KeyRing(
-        keys={"k1": KEY},
-        active_key_id="k1",
-        algorithm="HS256",
-        issuer="autologin-links",
-        audience="helpdesk-portal",
-        max_ttl_seconds=604800,
-        leeway_seconds=30,
-    )
 
 
 def redis_url(server) -> str:
@@ -655,11 +610,13 @@ def bench_growth(tmp: Path, redis_server, reps: int, big: int) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions, shorter loads")
-    parser.add_argument("--only", choices=["inprocess", "store", "http", "growth"])
+    parser.add_argument("--only", choices=["inprocess", "store", "http", "growth", "tenants"])
     args = parser.parse_args()
     reps = 3 if args.quick else 7
     seconds = 2 if args.quick else 5
     big = 100_000 if args.quick else 1_000_000
+    # The tenants' rows: tenants made one by one, revoked users of the deleted tenant.
+    tenants = 10_000 if args.quick else 100_000
 
     from tests.support.redis_server import RedisServer
 
@@ -679,6 +636,10 @@ def main() -> int:
                 bench_store(tmp, redis_server, reps)
             if args.only in (None, "growth"):
                 bench_growth(tmp, redis_server, reps, big)
+            if args.only in (None, "tenants"):
+                from bench.tenants import bench_tenants
+
+                bench_tenants(tmp, reps, count=tenants, users=tenants, quick=args.quick)
             if args.only in (None, "http"):
                 bench_http(tmp, redis_server, reps if not args.quick else 2, seconds)
     finally:

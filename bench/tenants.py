@@ -1,0 +1,352 @@
+"""The tenants' rows of ``make bench``, on SQLite and on a redis-server of their own.
+
+1. **Creating tenants.** ``count`` tenants (100,000 in a full run), every one
+   through ``store.create_tenant``, the path ``POST /v1/admin/tenants`` takes:
+   the time per tenant of the last 1,000 against the first 1,000, and, timed
+   interleaved, creating one more tenant in that store against creating one
+   in a store that holds one.
+2. **Verifying with many tenants.** The store read and the checks of one
+   click (the tenant's view, ``verify_token`` with the tenant,
+   ``check_epochs`` on ``token_state``), as the in-process and growth rows
+   measure it, of a tenant in the store of step 1 against the same tenant in
+   a store holding it alone. The store of step 1 is the fill: its tenants
+   were made by the service's own create path.
+3. **Deleting a big tenant.** A tenant with ``users`` revoked users is
+   deleted (``store.delete_tenant``, then the service's
+   :class:`~service.tenants.Reaper` removes its data in the background,
+   ``store.reap(budget=...)`` step by step, as after ``DELETE
+   /v1/admin/tenants/{id}``) while another tenant's token is verified in a
+   loop: that tenant's p99 from the delete call until the reaper is done,
+   against its p99 over as long a time with nothing else going on.
+
+The revoked users are written in bulk, each as ``store.revoke_user`` writes
+one (SQLite: its own statements, in one transaction; Redis: the store's own
+revoke script, pipelined); one real ``revoke_user`` afterwards checks that
+the bulk rows read back alike.
+"""
+
+from __future__ import annotations
+
+import gc
+import itertools
+import json
+import sqlite3
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.harness import interleaved, report, ring, us
+from service.store import Settings, Store, open_store
+from service.tenants import Reaper
+from service.tokens import KeyRing, check_epochs, issue_token, verify_token
+
+#: Tenants created one by one are timed in blocks of this many.
+BLOCK = 1000
+#: The actor and reason of everything the benchmark writes.
+ACTOR = "bench"
+#: Verifications before each measured window, not counted.
+WARM_UP_SECONDS = 0.05
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def tenant_id(i: int) -> str:
+    return f"t{i:06d}"
+
+
+def create(store: Store, tid: str) -> None:
+    """Create one tenant the way ``POST /v1/admin/tenants`` does."""
+    store.create_tenant(
+        tid, f"https://{tid}.portal.example.com", actor=ACTOR, reason="bench", now=_now()
+    )
+
+
+def verifier(store: Store, tid: str, keys: KeyRing) -> Callable[[], None]:
+    """Return one click's store read and checks of a fresh token of ``tid``."""
+    view = store.tenant(tid)
+    token, _ = issue_token(
+        "42",
+        view.token_state("42"),
+        target="/tickets/1234",
+        ring=keys,
+        ttl=86400,
+        now=_now(),
+        tenant_id=tid,
+    )
+
+    def verify() -> None:
+        # What the verify call does for a named tenant (service/fastpath.py).
+        view = store.tenant(tid)
+        claims = verify_token(token, keys, tenant_id=tid, legacy_before=view.legacy_before)
+        check_epochs(claims, view.token_state(claims.user_id))
+
+    verify()  # a token that does not verify would measure an error path
+    return verify
+
+
+class Stores:
+    """Opens the stores of one kind: fresh SQLite files, or fresh Redis key prefixes."""
+
+    def __init__(self, kind: str, tmp: Path, redis_url: str) -> None:
+        self.kind, self.tmp, self.redis_url = kind, tmp, redis_url
+        self.opened: list[Store] = []
+
+    def open(self, name: str) -> Store:
+        if self.kind == "SQLite":
+            url = f"sqlite:///{self.tmp / f'tenants-{name}.db'}"
+            options: dict[str, Any] = {"instance_path": str(self.tmp)}
+        else:
+            url, options = self.redis_url, {"key_prefix": f"bench-tenants-{name}:"}
+        store = open_store(url, defaults=Settings(False, 86400), options=options)
+        self.opened.append(store)
+        return store
+
+    def path(self, name: str) -> Path:
+        return self.tmp / f"tenants-{name}.db"
+
+    def close(self) -> None:
+        for store in self.opened:
+            store.close()
+
+
+# -- 1 and 2: many tenants ----------------------------------------------------
+
+
+def bench_many(stores: Stores, count: int, reps: int) -> None:
+    kind = stores.kind
+    keys = ring()
+    big = stores.open("big")
+    per_tenant = []
+    start = time.perf_counter()
+    for first in range(0, count, BLOCK):
+        last = min(count, first + BLOCK)
+        t0 = time.perf_counter()
+        for i in range(first, last):
+            create(big, tenant_id(i))
+        per_tenant.append((time.perf_counter() - t0) / (last - first))
+    total = time.perf_counter() - start
+    print(
+        f"# {kind}: {count:,} tenants created one by one in {total:.1f} s, "
+        f"{us(total / count)} per tenant on average",
+        flush=True,
+    )
+    report(
+        "tenants",
+        f"create {count:,} tenants one by one ({kind}): the last 1,000 vs the first 1,000",
+        us(per_tenant[-1]),
+        us(per_tenant[0]),
+        per_tenant[-1] / per_tenant[0],
+        "information",
+        None,
+    )
+
+    # 2. The same tenant's click in the store of ``count`` tenants and in one of its own.
+    middle = tenant_id(count // 2)
+    small = stores.open("small")
+    create(small, middle)
+    n = 3000 if kind == "SQLite" else 2000
+    a, b, r = interleaved(
+        verifier(big, middle, keys), verifier(small, middle, keys), n=n, reps=reps
+    )
+    report(
+        "tenants",
+        f"verify, {count:,} tenants vs 1 ({kind})",
+        us(a),
+        us(b),
+        1 / r,
+        "<= 1.1x cost",
+        1 / r <= 1.1,
+    )
+
+    # 1 again, interleaved: one more tenant in the big store against one in the small.
+    more_big, more_small = itertools.count(count), itertools.count(count)
+    a, b, r = interleaved(
+        lambda: create(big, tenant_id(next(more_big))),
+        lambda: create(small, tenant_id(next(more_small))),
+        n=100 if kind == "SQLite" else 50,
+        reps=reps,
+    )
+    report(
+        "tenants",
+        f"create a tenant, store of {count:,} tenants vs of 1 ({kind})",
+        us(a),
+        us(b),
+        1 / r,
+        "<= 1.1x cost",
+        1 / r <= 1.1,
+    )
+
+
+# -- 3. deleting a tenant with many revoked users -------------------------------
+
+
+def revoke_in_bulk(stores: Stores, store: Store, name: str, tid: str, users: int) -> None:
+    """Revoke ``users`` users of ``tid`` at once, each written as ``revoke_user`` writes it."""
+    view = store.tenant(tid)
+    now = time.time()
+    user = [f"user-{i}" for i in range(users)]
+    if stores.kind == "SQLite":
+        incarnation = view.token_state("nobody").incarnation
+        conn = sqlite3.connect(stores.path(name), isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        # The statements of SqliteStore.revoke_user, a row per user.
+        conn.executemany(
+            "INSERT INTO user_epochs (tenant, user_id, epoch, revoked_at) VALUES (?, ?, 1, ?)",
+            ((incarnation, u, now) for u in user),
+        )
+        conn.executemany(
+            "INSERT INTO audit (tenant, at, actor, action, detail) VALUES (?, ?, ?, ?, ?)",
+            (
+                (
+                    incarnation,
+                    now,
+                    ACTOR,
+                    "user.revoke",
+                    json.dumps({"reason": "bench", "user_epoch": 1, "user_id": u}, sort_keys=True),
+                )
+                for u in user
+            ),
+        )
+        conn.execute("COMMIT")
+        conn.close()
+    else:
+        # The store's own revoke script (RedisStore.revoke_user), a thousand per round trip.
+        script = view._revoke_script  # type: ignore[attr-defined]
+        pipe = view.redis.pipeline(transaction=False)  # type: ignore[attr-defined]
+        for first in range(0, users, 1000):
+            for u in user[first : first + 1000]:
+                script(
+                    keys=view._meta_keys,  # type: ignore[attr-defined]
+                    args=[view._base, u, now, ACTOR, "bench"],  # type: ignore[attr-defined]
+                    client=pipe,
+                )
+            pipe.execute()
+    # One more through the real path: the bulk rows must read back as its row does.
+    view.revoke_user("user-real", actor=ACTOR, reason="bench", now=_now())
+    real, bulk = view.audit_events(limit=2)
+    if (
+        view.token_state(user[-1]).user_epoch != 1
+        or bulk.action != real.action
+        or set(bulk.detail) != set(real.detail)
+    ):
+        raise RuntimeError(f"{stores.kind}: the bulk revocations do not read back as real ones")
+
+
+def p99(samples: list[float]) -> float:
+    return statistics.quantiles(samples, n=100)[98]
+
+
+def verify_for(verify: Callable[[], None], seconds: float) -> list[float]:
+    """Verify in a loop for ``seconds``; return each call's time."""
+    samples = []
+    clock = time.perf_counter
+    end = clock() + seconds
+    while (t := clock()) < end:
+        verify()
+        samples.append(clock() - t)
+    return samples
+
+
+def verify_while_deleting(
+    store: Store, reaper: Reaper, tid: str, verify: Callable[[], None]
+) -> tuple[list[float], float, float]:
+    """Delete ``tid`` as the API does while verifying; return (samples, call s, delete+reap s)."""
+    times: dict[str, float] = {}
+    done = threading.Event()
+
+    def delete() -> None:
+        try:
+            t0 = time.perf_counter()
+            # service/api/tenants.py delete_tenant: the store's delete, then the reaper.
+            store.delete_tenant(tid, actor=ACTOR, reason="bench", now=_now())
+            times["call"] = time.perf_counter() - t0
+            reaper.kick()
+            reaper._thread.join()  # type: ignore[union-attr]  # until the data is gone
+            times["all"] = time.perf_counter() - t0
+        finally:
+            done.set()
+
+    admin = threading.Thread(target=delete, name="bench-delete")
+    samples = []
+    clock = time.perf_counter
+    admin.start()
+    while not done.is_set():
+        t = clock()
+        verify()
+        samples.append(clock() - t)
+    admin.join()
+    if "all" not in times:
+        raise RuntimeError(f"deleting {tid} failed")
+    return samples, times["call"], times["all"]
+
+
+def bench_delete(stores: Stores, users: int, reps: int) -> None:
+    kind = stores.kind
+    store = stores.open("delete")
+    create(store, "busy")
+    verify = verifier(store, "busy", ring())
+    reaper = Reaper(store)
+    during: list[float] = []
+    without: list[float] = []
+    calls, wholes = [], []
+    for rep in range(reps):
+        doomed = f"doomed-{rep}"
+        create(store, doomed)
+        revoke_in_bulk(stores, store, "delete", doomed, users)
+        gc.collect()  # the fill's garbage, not the service's, collected before the windows
+        # Alternate which window comes first (the one without takes as long as
+        # the last delete did), as everywhere in the benchmark.
+        # Each window after the same warm-up (the fill left the caches cold).
+        if rep % 2 and wholes:
+            verify_for(verify, WARM_UP_SECONDS)
+            without += verify_for(verify, wholes[-1])
+        verify_for(verify, WARM_UP_SECONDS)
+        samples, call, whole = verify_while_deleting(store, reaper, doomed, verify)
+        during += samples
+        calls.append(call)
+        wholes.append(whole)
+        if not rep % 2:
+            verify_for(verify, WARM_UP_SECONDS)
+            without += verify_for(verify, whole)
+    reaper.close()
+    print(
+        f"# {kind}: deleting a tenant with {users:,} revoked users: the call "
+        f"{statistics.median(calls) * 1e3:.1f} ms, call and background reap "
+        f"{statistics.median(wholes) * 1e3:.0f} ms (medians of {reps}); "
+        f"{len(during):,} verifications during, {len(without):,} without",
+        flush=True,
+    )
+    a, b = p99(during), p99(without)
+    report(
+        "tenants",
+        f"verify p99 of a tenant while another with {users:,} revoked users "
+        f"is deleted and reaped ({kind})",
+        us(a),
+        us(b),
+        a / b,
+        "<= 1.5x",
+        a / b <= 1.5,
+    )
+
+
+def bench_tenants(tmp: Path, reps: int, *, count: int, users: int, quick: bool) -> None:
+    """The three tenants' rows on each store; Redis in a redis-server of this section's own."""
+    from tests.support.redis_server import RedisServer
+
+    with RedisServer() as server:
+        for kind in ("SQLite", "Redis"):
+            stores = Stores(kind, tmp, server.url)
+            # A Redis delete and reap is over in milliseconds: a few hundred
+            # verifications each time, so more of them make up its p99.
+            delete_reps = (3 if quick else 5) if kind == "SQLite" else (8 if quick else 20)
+            try:
+                bench_many(stores, count, reps)
+                bench_delete(stores, users, delete_reps)
+            finally:
+                stores.close()
