@@ -463,22 +463,27 @@ def bench_http(tmp: Path, redis_server, reps: int, seconds: int) -> None:
 # -- 5. growth ---------------------------------------------------------------
 
 
-def fill_sqlite(path: Path, users: int) -> None:
+def fill_sqlite(store, path: Path, users: int) -> None:
+    """Revoke ``users`` users of ``store``'s tenant at once, in the rows revoke_user writes."""
+    incarnation = store.token_state("nobody").incarnation  # the tenant's rows are keyed by it
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("BEGIN")
     conn.executemany(
-        "INSERT OR REPLACE INTO user_epochs (user_id, epoch, revoked_at) VALUES (?, 1, 0)",
-        ((f"user-{i}",) for i in range(users)),
+        "INSERT OR REPLACE INTO user_epochs (tenant, user_id, epoch, revoked_at)"
+        " VALUES (?, ?, 1, 0)",
+        ((incarnation, f"user-{i}") for i in range(users)),
     )
     conn.execute("COMMIT")
     conn.close()
 
 
 def fill_redis(store, users: int) -> None:
+    """The same in Redis: the fields of the tenant incarnation's user_epochs hash."""
+    user_epochs = f"{store._data()}user_epochs"
     pipe = store.redis.pipeline(transaction=False)
     for start in range(0, users, 10000):
         pipe.hset(
-            store._user_epochs,
+            user_epochs,
             mapping={f"user-{i}": 1 for i in range(start, min(users, start + 10000))},
         )
         pipe.execute()
@@ -497,7 +502,7 @@ def bench_growth(tmp: Path, redis_server, reps: int, big: int) -> None:
                     defaults=Settings(True, 86400),
                     options={"instance_path": str(tmp)},
                 )
-                fill_sqlite(path, size)
+                fill_sqlite(store, path, size)
             else:
                 store = open_store(
                     redis_url(redis_server),

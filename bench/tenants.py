@@ -38,6 +38,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from bench.harness import interleaved, report, ring, us
 from service.store import Settings, Store, open_store
@@ -97,12 +98,14 @@ class Stores:
         self.kind, self.tmp, self.redis_url = kind, tmp, redis_url
         self.opened: list[Store] = []
 
-    def open(self, name: str) -> Store:
+    def open(self, name: str, *, redis_db: int = 0) -> Store:
+        """Open store ``name``; on Redis in database ``redis_db`` (each has its own keyspace)."""
         if self.kind == "SQLite":
             url = f"sqlite:///{self.tmp / f'tenants-{name}.db'}"
             options: dict[str, Any] = {"instance_path": str(self.tmp)}
         else:
-            url, options = self.redis_url, {"key_prefix": f"bench-tenants-{name}:"}
+            url = urlsplit(self.redis_url)._replace(path=f"/{redis_db}").geturl()
+            options = {"key_prefix": f"bench-tenants-{name}:"}
         store = open_store(url, defaults=Settings(False, 86400), options=options)
         self.opened.append(store)
         return store
@@ -148,7 +151,8 @@ def bench_many(stores: Stores, count: int, reps: int) -> None:
 
     # 2. The same tenant's click in the store of ``count`` tenants and in one of its own.
     middle = tenant_id(count // 2)
-    small = stores.open("small")
+    # On Redis in a database of its own: a keyspace without the big store's keys.
+    small = stores.open("small", redis_db=1)
     create(small, middle)
     n = 3000 if kind == "SQLite" else 2000
     a, b, r = interleaved(
