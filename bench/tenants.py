@@ -273,7 +273,7 @@ def _delete(store: Store, reaper: Reaper, tid: str) -> tuple[float, float]:
     store.delete_tenant(tid, actor=ACTOR, reason="bench", now=_now())
     call = time.perf_counter() - t0
     reaper.kick()
-    reaper._thread.join()  # type: ignore[union-attr]  # until the data is gone
+    reaper.wait()  # until the data is gone
     return call, time.perf_counter() - t0
 
 
