@@ -58,8 +58,10 @@ def init_app(app: Flask) -> None:
     from service.console import (  # noqa: F401  (they fill ``bp``)
         auth,
         display,
+        general,
         handlers,
         keys,
+        ledger,
         pages,
         platform,
     )

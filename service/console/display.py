@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from service.console import bp
@@ -43,6 +44,8 @@ _FIELDS = {
     "portal_base_url": "Portal address",
     "prefix": "Search",
     "after": "Page",
+    "link_id": "Link id",
+    "role_mailboxes": "Role mailboxes",
 }
 _FIELD_DETAIL = re.compile(
     r"^(?P<field>[a-z_.]+)(?:\[(?P<index>\d+)\])?(?P<separator>: | )(?P<message>.*)$"
@@ -79,6 +82,12 @@ def field_message(detail: str) -> str:
     if match["index"] is not None:
         label += f" (address {int(match['index']) + 1})"
     return f"{label}{match['separator']}{match['message']}"
+
+
+@bp.app_template_filter("when")
+def when(moment: datetime | None, never: str = "never") -> str:
+    """Say a time of the store in UTC to the second, or ``never``."""
+    return never if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S")
 
 
 @bp.app_template_filter("action")

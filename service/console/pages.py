@@ -1,4 +1,4 @@
-"""A tenant's pages: General Setting, Security, the logs and the link preview.
+"""A tenant's pages: Security, the logs and the link preview.
 
 Each lives under ``/admin/t/<tenant_id>/`` and is the same page, from the same
 handler and template, for a tenant admin in its own tenant and for a platform
@@ -25,10 +25,10 @@ from service import admin
 from service.clock import utcnow
 from service.console import bp
 from service.console.auth import home
-from service.console.display import FORM_UNITS, UNITS, duration, field_message, split_lifetime
+from service.console.display import field_message
 from service.errors import ApiError
 from service.http import whole_number
-from service.links import decide, parse_link_request
+from service.links import decide, local_part, parse_link_request
 from service.tenancy import tenant_portal
 
 __all__: list[str] = []
@@ -68,82 +68,13 @@ def _deployment() -> Any:
     return current_app.extensions["deployment"]
 
 
-# -- Email > Settings > General Setting -----------------------------------------
-
-
-def _settings_page(form: dict[str, Any] | None = None, error: str | None = None) -> Any:
-    max_ttl = _deployment().max_ttl_seconds
-    current = admin.settings_json(_store().settings(), max_ttl, tenant_portal())
-    if form is None:
-        value, unit = split_lifetime(current["token_ttl_seconds"])
-        form = {"enabled": current["auto_login_enabled"], "value": str(value), "unit": unit}
-    units = list(FORM_UNITS)
-    if form["unit"] not in units:
-        units.insert(0, form["unit"])  # a lifetime set through the API in minutes
-    page = render_template(
-        "console/settings.html",
-        current=current,
-        form=form,
-        units=units,
-        max_ttl=max_ttl,
-        error=error,
-    )
-    return page, 400 if error else 200
-
-
-@bp.get(f"{TENANT}/settings")
-def settings() -> Any:
-    """Show the auto-login switch and the link lifetime."""
-    return _settings_page()
-
-
-@bp.post(f"{TENANT}/settings")
-def save_settings() -> Any:
-    """Save the switch and the lifetime, through the admin API's own checks."""
-    max_ttl = _deployment().max_ttl_seconds
-    form = {
-        "enabled": request.form.get("auto_login_enabled") == "on",
-        "value": request.form.get("ttl_value", "").strip(),
-        "unit": request.form.get("ttl_unit", ""),
-    }
-    # Any size: a lifetime above the maximum gets its own message below.
-    value = whole_number(form["value"], 1, 10**18)
-    if value is None or form["unit"] not in UNITS:
-        return _settings_page(form, "Enter the lifetime as a whole number of hours or days.")
-    ttl = value * UNITS[form["unit"]]
-    if ttl > max_ttl:
-        return _settings_page(
-            form,
-            f"The lifetime can be at most {duration(max_ttl)}: that is the maximum this "
-            "deployment allows (MAX_TOKEN_TTL_SECONDS).",
-        )
-    current = admin.settings_json(_store().settings(), max_ttl)
-    wanted = {"auto_login_enabled": form["enabled"], "token_ttl_seconds": ttl}
-    # Only what changed is written, so the audit log says what the admin changed.
-    body = {name: value for name, value in wanted.items() if current[name] != value}
-    if not body:
-        flash("Nothing to save: the settings are as they were.", "info")
-        return redirect(url_for("console.settings"))
-    try:
-        # The same call as PATCH /v1/admin/settings; it answers the new settings.
-        saved = admin.update_settings(_store(), body, max_ttl, actor=g.actor, now=utcnow())
-    except ApiError as e:
-        return _settings_page(form, field_message(e.detail))
-    state = "on" if saved["auto_login_enabled"] else "off"
-    flash(
-        f"Saved. Auto-login links are {state}; new links live "
-        f"{duration(saved['token_ttl_seconds'])}.",
-        "success",
-    )
-    return redirect(url_for("console.settings"))
-
-
 # -- Security: the epoch, voiding every link, revoking one user -------------------
 
 
-def _security_page(
+def security_page(
     form: dict[str, str] | None = None, error: str | None = None, status: int = 200
 ) -> Any:
+    """Render the Security page, its forms filled with ``form`` and ``error`` above them."""
     page = render_template(
         "console/security.html",
         epoch=admin.epoch_json(_store().epoch()),
@@ -156,7 +87,7 @@ def _security_page(
 @bp.get(f"{TENANT}/security")
 def security() -> Any:
     """Show the current epoch and the forms that void links."""
-    return _security_page()
+    return security_page()
 
 
 @bp.get(f"{TENANT}/security/void")
@@ -201,7 +132,14 @@ def revoke_user() -> Any:
         user_id = admin.validate_user_id(form["user_id"])
         reason = admin.validate_reason(form["reason"])
     except ApiError as e:
-        return _security_page(form, field_message(e.detail), 400)
+        return security_page(form, field_message(e.detail), 400)
+    revoke_every_link(user_id, reason)
+    # The user's page: their links, all void now, and their sign-ins.
+    return redirect(url_for("console.user", user_id=user_id))
+
+
+def revoke_every_link(user_id: str, reason: str) -> None:
+    """Void every outstanding link of ``user_id`` (as ``POST /v1/admin/users/{id}/revoke``)."""
     admin.revoke_user(
         _store(),
         current_app.extensions["metrics"],
@@ -211,7 +149,6 @@ def revoke_user() -> Any:
         now=utcnow(),
     )
     flash(f"Every auto-login link of user {user_id} sent before now is void.", "success")
-    return redirect(url_for("console.security"))
 
 
 # -- Logs ---------------------------------------------------------------------------
@@ -288,9 +225,14 @@ def preview() -> Any:
     settings = admin.settings_json(_store().settings(), deployment.max_ttl_seconds)
     # The same rules as POST /v1/links; no token is issued for a preview.
     result = {
-        "reason": decide(link, enabled=settings["auto_login_enabled"]),
+        "reason": decide(
+            link,
+            enabled=settings["auto_login_enabled"],
+            role_mailboxes=frozenset(settings["role_mailboxes"]),
+        ),
         "url": tenant_portal() + link.target,
         "email": link.email,
+        "mailbox": local_part(link.email),
         "recipients": sorted(set(link.recipients)),
         "ttl": settings["token_ttl_seconds"],
     }

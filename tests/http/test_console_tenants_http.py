@@ -16,7 +16,16 @@ from tests.conftest import CONSOLE_SECRET_KEY, SECRETS
 from tests.http.test_console_http import HEADERS, Console, cookie_payload, session_of, text
 from tests.support.tenants import ACME, ADMIN, GLOBEX, assert_problem, bearer, get
 
-TENANT_PAGES = ("settings", "security", "security/void", "audit", "signins", "preview", "keys")
+TENANT_PAGES = (
+    "settings",
+    "security",
+    "security/void",
+    "audit",
+    "signins",
+    "preview",
+    "keys",
+    "users/42",
+)
 _MAIN = re.compile(r"<main>.*</main>", re.S)
 
 
