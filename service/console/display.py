@@ -85,9 +85,11 @@ def field_message(detail: str) -> str:
 
 
 @bp.app_template_filter("when")
-def when(moment: datetime | None, never: str = "never") -> str:
-    """Say a time of the store in UTC to the second, or ``never``."""
-    return never if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S")
+def when(moment: datetime | None, never: str = "never", *, seconds: bool = True) -> str:
+    """Say a time of the store in UTC to the second (or the minute), or ``never``."""
+    if moment is None:
+        return never
+    return moment.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
 
 
 @bp.app_template_filter("action")

@@ -16,8 +16,8 @@ import re
 import pytest
 import requests
 
-from tests.conftest import CONSOLE_SECRET_KEY, production_config, sqlite_url
-from tests.e2e.test_console_browser_e2e import NARROW, WIDE, message, sign_in, snapshot
+from tests.conftest import API_KEYS, CONSOLE_SECRET_KEY, production_config, sqlite_url
+from tests.e2e.test_console_browser_e2e import NARROW, WIDE, message, snapshot
 from tests.e2e.test_gunicorn_e2e import ADMIN, ISSUER, PORTAL_KEY, assert_no_secret_in
 from tests.support.browser import chromium
 from tests.support.gunicorn_server import GunicornServer
@@ -108,6 +108,23 @@ def reload_until(page, locator: str, count: int = 1) -> None:
     assert page.locator(locator).count() == count
 
 
+def navigate(page, target) -> None:
+    """Click ``target`` (a selector or a locator) and wait for the page it leads to.
+
+    A click does not wait for the next page: read at once, the page could
+    still be the one before.
+    """
+    locator = page.locator(target) if isinstance(target, str) else target
+    with page.expect_navigation():
+        locator.click()
+
+
+def sign_in(page, key: str = API_KEYS["admin-key"][0]) -> None:
+    page.goto("/admin")
+    page.fill("#api_key", key)
+    navigate(page, "button:has-text('Sign in')")
+
+
 def rows(page) -> list[str]:
     """The links a user's page lists, by their row ids."""
     return [
@@ -123,9 +140,9 @@ def test_find_a_user_and_void_the_one_link_that_leaked(page, server):
     other = issue(server, "bob", "bob@example.com")
     sign_in(page)
 
-    page.click("nav.sidebar >> text=Security")
+    navigate(page, "nav.sidebar >> text=Security")
     page.fill("#find_user_id", "42")
-    page.click("button:has-text('Show links')")
+    navigate(page, "button:has-text('Show links')")
     assert page.url == server.url + "/admin/t/default/users/42"
     assert page.locator("h1").inner_text() == "User 42"
     assert rows(page) == [leaked["link_id"], kept["link_id"]]
@@ -134,7 +151,7 @@ def test_find_a_user_and_void_the_one_link_that_leaked(page, server):
     assert "/tickets/1234" in row.inner_text()
     snapshot(page, "user")
 
-    row.locator("text=Void this link…").click()
+    navigate(page, row.locator("text=Void this link…"))
     assert page.url == server.url + f"/admin/t/default/links/{leaked['link_id']}/void"
     assert "every other link of user 42 keeps" in page.locator(".warning").inner_text()
     # The browser itself refuses an empty reason; the server would too.
@@ -143,7 +160,7 @@ def test_find_a_user_and_void_the_one_link_that_leaked(page, server):
     assert verify(server, leaked["token"]) == (200, None)
     page.fill("#reason", "forwarded to a supplier")
     snapshot(page, "void-link-confirm")
-    page.click("button:has-text('Void this link')")
+    navigate(page, "button:has-text('Void this link')")
 
     assert page.url == server.url + "/admin/t/default/users/42"
     assert f"The link {leaked['link_id']} is void" in message(page)
@@ -158,14 +175,14 @@ def test_find_a_user_and_void_the_one_link_that_leaked(page, server):
     assert events[0]["detail"]["reason"] == "forwarded to a supplier"
 
     # Voided links are still in the ledger, shown on request.
-    page.click("text=Show voided and expired links too")
+    navigate(page, "text=Show voided and expired links too")
     assert rows(page) == [leaked["link_id"], kept["link_id"]]
     assert "revoked" in page.locator(f"#link-{leaked['link_id']}").inner_text()
 
     # And every link of the user, from the same page.
     page.goto("/admin/t/default/users/42")
     page.fill("#revoke_reason", "mailbox taken over")
-    page.click('button:has-text("Void all of this user\'s links")')
+    navigate(page, 'button:has-text("Void all of this user\'s links")')
     assert page.url == server.url + "/admin/t/default/users/42"
     assert "Every auto-login link of user 42 sent before now is void." in message(page)
     assert rows(page) == []
@@ -178,10 +195,10 @@ def test_follow_a_sign_in_log_row_to_its_link(page, server):
     link = issue(server, reference="ticket 77")
     assert verify(server, link["token"], ip="203.0.113.7", user_agent="Mail client") == (200, None)
     sign_in(page)
-    page.click("nav.sidebar >> text=Sign-in log")
+    navigate(page, "nav.sidebar >> text=Sign-in log")
     reload_until(page, "tbody a.link-id")
     assert page.locator("tbody a.link-id").inner_text() == link["link_id"]
-    page.click("tbody a.link-id")
+    navigate(page, "tbody a.link-id")
 
     assert page.url == server.url + f"/admin/t/default/links/{link['link_id']}"
     reload_until(page, "dd.uses:text-is('1')")
@@ -190,41 +207,41 @@ def test_follow_a_sign_in_log_row_to_its_link(page, server):
     assert "ticket 77" in facts and "203.0.113.7" in facts and "issuer-key" in facts
     assert "Mail client" in page.locator("table.signins").inner_text()
 
-    page.click("dl.facts a.user-link")
+    navigate(page, "dl.facts a.user-link")
     assert page.url == server.url + "/admin/t/default/users/42"
     assert rows(page) == [link["link_id"]]
     # The user's page leads back to the sign-in log of that user.
-    page.click("text=All of this user's sign-ins")
+    navigate(page, "text=All of this user's sign-ins")
     assert page.url == server.url + "/admin/t/default/signins?user_id=42"
 
 
 def test_edit_the_role_mailbox_list_and_the_preview_says_role_mailbox(page, server):
     sign_in(page)
     page.check("#auto_login_enabled")
-    page.click("button:has-text('Save')")
+    navigate(page, "button:has-text('Save')")
 
     def preview(address: str) -> str:
-        page.click("nav.sidebar >> text=Link preview")
+        navigate(page, "nav.sidebar >> text=Link preview")
         page.fill("#user_id", "42")
         page.fill("#email", address)
         page.fill("#to", address)
-        page.click("button:has-text('Preview')")
+        navigate(page, "button:has-text('Preview')")
         return page.locator(".result").inner_text()
 
     assert "Yes: this email would carry" in preview("tickets@example.com")
     assert "role_mailbox" in preview("Support+EU@example.com")  # on the default list
 
-    page.click("nav.sidebar >> text=General Setting")
+    navigate(page, "nav.sidebar >> text=General Setting")
     listed = page.input_value("#role_mailboxes").split("\n")
     assert "support" in listed and "tickets" not in listed
     page.fill("#role_mailboxes", "\n".join([*listed, "Tickets Desk"]))
-    page.click("button:has-text('Save')")
+    navigate(page, "button:has-text('Save')")
     assert "Role mailboxes, line" in message(page)
     assert "“Tickets Desk” is not a mailbox name" in message(page)
     assert "tickets" not in settings(server)["role_mailboxes"]
 
     page.fill("#role_mailboxes", "\n".join([*listed, "tickets"]))
-    page.click("button:has-text('Save')")
+    navigate(page, "button:has-text('Save')")
     assert f"{len(listed) + 1} role mailboxes get no token." in message(page)
     assert "tickets" in settings(server)["role_mailboxes"]
 
@@ -254,7 +271,7 @@ def test_switch_bind_to_first_device_on(page, server):
     assert "before the user does keeps the link" in help_text
     assert not page.is_checked("#bind_to_first_device")
     page.check("#bind_to_first_device")
-    page.click("button:has-text('Save')")
+    navigate(page, "button:has-text('Save')")
     assert "Each link now works only in the browser that opens it first." in message(page)
     assert page.is_checked("#bind_to_first_device")
     assert settings(server)["bind_to_first_device"] is True
@@ -285,14 +302,14 @@ def test_a_tenant_admin_voids_a_link_of_its_own_tenant_only(page, server):
     theirs = issue(server, tenant="globex")
 
     sign_in(page, key)
-    page.click("nav.sidebar >> text=Security")
+    navigate(page, "nav.sidebar >> text=Security")
     page.fill("#find_user_id", "42")
-    page.click("button:has-text('Show links')")
+    navigate(page, "button:has-text('Show links')")
     assert page.url == server.url + "/admin/t/acme/users/42"
     assert rows(page) == [ours["link_id"]]
-    page.click("text=Void this link…")
+    navigate(page, "text=Void this link…")
     page.fill("#reason", "leaked")
-    page.click("button:has-text('Void this link')")
+    navigate(page, "button:has-text('Void this link')")
     assert f"The link {ours['link_id']} is void" in message(page)
     assert verify(server, ours["token"], "acme") == (401, "token_revoked")
     assert verify(server, theirs["token"], "globex") == (200, None)

@@ -99,10 +99,10 @@ def test_a_users_page_lists_their_live_links_with_uses(frozen, client, console, 
     for shown in (
         "ticket 1234, reply 7",
         "<code>/tickets/1234</code>",
-        "2026-11-25 10:05:00",  # sent
-        "2026-11-28 10:05:00",  # expires: the default lifetime, 3 days
+        "2026-11-25 10:05",  # sent
+        "2026-11-28 10:05",  # expires: the default lifetime, 3 days
         '<td class="uses">1</td>',
-        "2026-11-25 10:06:00",  # last used
+        "2026-11-25 10:06",  # last used
         "203.0.113.7",
         "Void this link…",
     ):
