@@ -531,3 +531,21 @@ def test_the_new_pages_carry_the_headers_and_no_secret(console, enabled):
             assert response.headers[name] == value
         for secret in [*SECRETS, CONSOLE_SECRET_KEY, token, "f" * 22]:
             assert secret not in text(response), path
+
+
+def test_a_users_page_is_filled_past_a_store_read_that_found_none(frozen, client, console, enabled):
+    # Redis looks at a bounded number of a user's links per filtered read
+    # (5,000) and may answer a short page with ``next`` set; the console reads on.
+    _, first = issue(enabled, "42")
+    frozen.tick(timedelta(seconds=1))
+    _, second = issue(enabled, "42")
+    frozen.tick(timedelta(seconds=1))
+    link = {"user_id": "42", "email": "alice@example.com", "ttl_seconds": 60}
+    item = {**link, "recipients": {"to": ["alice@example.com"]}}
+    for _ in range(6):
+        response = client.post("/v1/links/batch", json={"items": [item] * 1000}, headers=ISSUER)
+        assert response.status_code == 200
+    frozen.tick(timedelta(minutes=2))  # those 6,000 newer links have expired
+    page = console.client.get("/admin/t/default/users/42")
+    assert link_ids(page) == [second, first]
+    assert 'rel="next"' not in text(page)
