@@ -422,7 +422,7 @@ def bench_http(tmp: Path, redis_server, reps: int, seconds: int) -> None:
         a, b, r = interleaved(post_batch, encodes, n=3, reps=reps * 2)
         report(
             "batch",
-            "POST /v1/links/batch, 1000 items vs 1000 jwt.encode",
+            "POST /v1/links/batch, 1000 items (ledger on) vs 1000 jwt.encode",
             f"{a * 1e3:.1f} ms",
             f"{b * 1e3:.1f} ms",
             1 / r,
@@ -615,7 +615,8 @@ def bench_growth(tmp: Path, redis_server, reps: int, big: int) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions, shorter loads")
-    parser.add_argument("--only", choices=["inprocess", "store", "http", "growth", "tenants"])
+    sections = ["inprocess", "store", "http", "growth", "ledger", "tenants"]
+    parser.add_argument("--only", choices=sections)
     args = parser.parse_args()
     reps = 3 if args.quick else 7
     seconds = 2 if args.quick else 5
@@ -641,6 +642,10 @@ def main() -> int:
                 bench_store(tmp, redis_server, reps)
             if args.only in (None, "growth"):
                 bench_growth(tmp, redis_server, reps, big)
+            if args.only in (None, "ledger"):
+                from bench.ledger import bench_ledger
+
+                bench_ledger(tmp, redis_url(redis_server), reps, quick=args.quick)
             if args.only in (None, "tenants"):
                 from bench.tenants import bench_tenants
 
