@@ -615,7 +615,7 @@ def bench_growth(tmp: Path, redis_server, reps: int, big: int) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions, shorter loads")
-    sections = ["inprocess", "store", "http", "growth", "ledger", "tenants"]
+    sections = ["inprocess", "store", "http", "growth", "ledger", "tenants", "ha"]
     parser.add_argument("--only", choices=sections)
     args = parser.parse_args()
     reps = 3 if args.quick else 7
@@ -652,6 +652,10 @@ def main() -> int:
                 bench_tenants(tmp, reps, count=tenants, users=tenants, quick=args.quick)
             if args.only in (None, "http"):
                 bench_http(tmp, redis_server, reps if not args.quick else 2, seconds)
+            if args.only in (None, "ha"):
+                from bench.ha import bench_ha  # replicated Redis: bench/ha.py
+
+                bench_ha(reps, report)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     missed = [row for row in ROWS if row.met is False]

@@ -26,6 +26,7 @@ from jwt.algorithms import HMACAlgorithm
 from jwt.exceptions import InvalidKeyError
 
 from service.errors import ConfigError
+from service.store.redis_urls import ha_scheme
 from service.tokens import (
     CONTRACT_TARGET_CHARS,
     CONTRACT_TOKEN_CHARS,
@@ -163,6 +164,18 @@ def _str(config: Mapping[str, Any], key: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{key} must be a non-empty string")
     return value.strip()
+
+
+def _min_replicas_ack(config: Mapping[str, Any], store_url: str) -> int:
+    """Return REDIS_MIN_REPLICAS_ACK: unset, 1 for Sentinel and Cluster URLs, else 0."""
+    if config.get("REDIS_MIN_REPLICAS_ACK") is None:
+        return 1 if ha_scheme(store_url) else 0
+    value = _int(config, "REDIS_MIN_REPLICAS_ACK", 0, 16)
+    if value and store_url.startswith("sqlite:"):
+        raise ConfigError(
+            "REDIS_MIN_REPLICAS_ACK is for a Redis STORE_URL; an SQLite store has no replicas"
+        )
+    return value
 
 
 def check_portal_base_url(value: Any, development: bool) -> str:
@@ -384,6 +397,7 @@ def validate_config(config: Mapping[str, Any], instance_path: str) -> Deployment
             "redis_socket_timeout_seconds": _float(config, "REDIS_SOCKET_TIMEOUT_SECONDS"),
             "redis_connect_timeout_seconds": _float(config, "REDIS_CONNECT_TIMEOUT_SECONDS"),
             "sqlite_timeout_seconds": _float(config, "SQLITE_TIMEOUT_SECONDS"),
+            "redis_min_replicas_ack": _min_replicas_ack(config, store_url),
         },
         signing_keys=signing_keys,
         active_key_id=active,

@@ -26,6 +26,7 @@ __all__ = [
     "RevokedTokenError",
     "StoreDataError",
     "StoreError",
+    "StoreNotAcknowledgedError",
     "StoreUnavailableError",
     "TenantNotFoundError",
     "TokenError",
@@ -135,9 +136,21 @@ class ConfigError(Exception):
 class StoreError(Exception):
     """Base class of store failures: the epoch could not be checked."""
 
+    #: The problem document's detail (503 store_unavailable).
+    detail = "the epoch store cannot be reached; try again shortly"
+
 
 class StoreUnavailableError(StoreError):
     """The store did not answer (down, timed out, locked, unreadable)."""
+
+
+class StoreNotAcknowledgedError(StoreUnavailableError):
+    """A change may have reached the primary, but was not confirmed by enough replicas."""
+
+    detail = (
+        "the change may have been applied, but it was not confirmed in time (by Redis, "
+        "or by enough of its replicas to survive a failover); read it back or repeat it"
+    )
 
 
 class StoreDataError(StoreError):

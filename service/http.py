@@ -227,12 +227,7 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(StoreError)
     def store_error(e: StoreError) -> Response:
         log_store_error(e)
-        return problem(
-            503,
-            "store_unavailable",
-            "the epoch store cannot be reached; try again shortly",
-            headers={"Retry-After": "1"},
-        )
+        return problem(503, "store_unavailable", e.detail, headers={"Retry-After": "1"})
 
     @app.errorhandler(HTTPException)
     def http_error(e: HTTPException) -> Response:

@@ -280,7 +280,7 @@ def build_links(
         user_epoch = state.user_epochs[request.user_id]
         token, claims = issue_token(
             request.user_id,
-            TokenState(state.incarnation, state.epoch, user_epoch),
+            TokenState(state.incarnation, state.epoch, user_epoch, epoch_id=state.epoch_id),
             target=request.target,
             ring=ring,
             ttl=request.ttl_seconds or default_ttl,
@@ -308,6 +308,7 @@ def build_links(
                 expires_at,
                 state.epoch,
                 user_epoch,
+                epoch_id=state.epoch_id,
             )
         )
     return answers, ledger

@@ -37,7 +37,7 @@ from service.errors import (
     MalformedTokenError,
     RevokedTokenError,
 )
-from service.store import LinkCheck, TokenState
+from service.store import EPOCH_VALUES, LinkCheck, TokenState
 from service.transport import DEVICE_ID
 
 __all__ = [
@@ -94,9 +94,12 @@ _HEADER_FIELDS = frozenset({"alg", "kid", "typ"})
 
 
 @cache
-def _header_segment(algorithm: str, kid: str) -> bytes:
-    # Byte for byte what PyJWT's jwt.encode writes for the same header.
-    header = {"alg": algorithm, "kid": kid, "typ": "JWT"}
+def _header_segment(algorithm: str, kid: str, typ: bool = False) -> bytes:
+    # Byte for byte what PyJWT's jwt.encode writes for the same header
+    # (with ``headers={"typ": None}``): no "typ", which is optional (RFC 7519
+    # 5.1) and costs 16 of the token's 512 characters that the epoch
+    # identity needs. ``typ``: the header of tokens issued before, with it.
+    header = {"alg": algorithm, "kid": kid, **({"typ": "JWT"} if typ else {})}
     return base64url_encode(json.dumps(header, separators=(",", ":"), sort_keys=True).encode())
 
 
@@ -130,7 +133,11 @@ class KeyRing:
         # prepare_key raises InvalidKeyError for key material that is not an
         # HMAC secret; create_app turns that into a ConfigError at start-up.
         prepared = {kid: hmac_alg.prepare_key(secret) for kid, secret in self.keys.items()}
-        headers = {_header_segment(self.algorithm, kid): kid for kid in self.keys}
+        headers = {
+            _header_segment(self.algorithm, kid, typ): kid
+            for kid in self.keys
+            for typ in (True, False)
+        }
         object.__setattr__(self, "_hmac", hmac_alg)
         object.__setattr__(self, "_prepared", prepared)
         object.__setattr__(self, "_headers", headers)
@@ -156,6 +163,9 @@ class Claims(NamedTuple):
     #: The tenant's digest from the purpose claim (:func:`tenant_claim`);
     #: ``None`` in a token issued before tenants existed.
     tenant: str | None = None
+    #: The global epoch's random identity (claim ``eid``; 0 in a token
+    #: issued before epochs had one): see :func:`check_epochs`.
+    epoch_id: int = 0
 
 
 @lru_cache(maxsize=4096)  # bounded: a platform key may name any well-formed id
@@ -172,10 +182,12 @@ def tenant_claim(tenant_id: str) -> str:
 def longest_token(ring: KeyRing) -> int:
     """Return how long ``ring``'s tokens get for the contract's longest user id and target.
 
-    The parts that grow are taken at their longest: epochs of seven digits, the
+    The parts that grow are taken at their longest: a global epoch of seven
+    digits, a random epoch identity and user epoch at their largest, the
     longest lifetime, times of ten digits (until the year 2286).
     """
-    state = TokenState("x" * 12, 9_999_999, 9_999_999)  # the stores' incarnations are 12
+    # The stores' incarnations are 12 characters.
+    state = TokenState("x" * 12, 9_999_999, EPOCH_VALUES[1] - 1, epoch_id=EPOCH_VALUES[1] - 1)
     token, _ = issue_token(
         "u" * CONTRACT_USER_ID_CHARS,
         state,
@@ -217,6 +229,7 @@ def issue_token(
         target=target,
         key_id=ring.active_key_id,
         tenant=tenant_claim(tenant_id),
+        epoch_id=state.epoch_id,
     )
     payload = {
         "iss": ring.issuer,
@@ -229,6 +242,7 @@ def issue_token(
         "sid": claims.incarnation,
         "ep": claims.epoch,
         "uep": claims.user_epoch,
+        "eid": claims.epoch_id,
         "tgt": target,
     }
     # What jwt.encode does, minus the per-call work: the header segment and
@@ -329,7 +343,10 @@ def _claims(payload: Mapping[str, Any], kid: str, ring: KeyRing) -> Claims:
         raise MalformedTokenError("jti, sid and tgt must be strings")
     if not jti or not sid or not tgt.startswith("/"):
         raise MalformedTokenError("empty jti or sid, or a target that is not a path")
-    return Claims(sub, iat, exp, jti, sid, ep, uep, tgt, kid, tenant)
+    eid = payload.get("eid", 0)  # none in a token issued before epoch identities
+    if type(eid) is not int or eid < 0:
+        raise MalformedTokenError("eid must be a whole number")
+    return Claims(sub, iat, exp, jti, sid, ep, uep, tgt, kid, tenant, eid)
 
 
 def _b64decode(segment: bytes) -> bytes:
@@ -440,11 +457,17 @@ def check_epochs(claims: Claims, state: TokenState) -> None:
     """Raise ``RevokedTokenError`` unless ``claims`` match the store ``state``.
 
     ``!=`` rather than ``<``: an epoch from the "future" (a store restored
-    from an old backup) is no more trustworthy than an old one.
+    from an old backup) is no more trustworthy than an old one. The global
+    epoch's number is checked with its random identity (``eid``), and user
+    epochs are random after a revocation: a bump or a revocation that a
+    Redis failover lost (after tokens were issued under it) gives its number
+    back, but the next one draws a new identity, so those tokens stay void.
+    A token or store without an identity has 0 (until the next bump).
     """
     checks = (
         ("store", claims.incarnation, state.incarnation),
         ("global", claims.epoch, state.epoch),
+        ("global", claims.epoch_id, state.epoch_id),
         ("user", claims.user_epoch, state.user_epoch),
     )
     for scope, token_epoch, current_epoch in checks:
@@ -489,6 +512,7 @@ def link_check(claims: Claims, device: str | None) -> LinkCheck:
         claims.user_epoch,
         device,
         claims.expires_at,
+        claims.epoch_id,
     )
 
 

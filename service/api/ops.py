@@ -29,8 +29,15 @@ def healthz() -> Any:
 
 @bp.get("/readyz")
 def readyz() -> Any:
-    """Answer 200 when the store answers, else 503 (the StoreError handler of service.http)."""
-    current_app.extensions["store"].ping()
+    """Answer 200 when the store answers, else 503 (the StoreError handler of service.http).
+
+    A store that answers but refuses changes for now (fewer Redis replicas
+    than REDIS_MIN_REPLICAS_ACK) is ``degraded``: still 200, since issuing
+    and verifying go on, with the reason.
+    """
+    why = current_app.extensions["store"].ping()
+    if why:
+        return jsonify({"status": "degraded", "detail": why})
     return jsonify({"status": "ready"})
 
 

@@ -12,6 +12,7 @@ holds data of the wrong shape: the caller then refuses, it never guesses.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,6 +23,7 @@ from service.errors import ConfigError
 __all__ = [
     "DEFAULT_ROLE_MAILBOXES",
     "DEFAULT_TENANT",
+    "EPOCH_VALUES",
     "AuditEvent",
     "EpochInfo",
     "IssueState",
@@ -34,6 +36,7 @@ __all__ = [
     "Store",
     "TenantInfo",
     "TokenState",
+    "fresh_epoch_value",
     "open_store",
 ]
 
@@ -53,6 +56,18 @@ DEFAULT_ROLE_MAILBOXES: tuple[str, ...] = tuple(sorted({
     "legal", "mail", "mailer-daemon", "no-reply", "noreply", "office", "orders",
     "privacy", "root", "service", "team",
 }))  # fmt: skip
+
+#: Random epoch values (a bump's identity, a revoked user's epoch) are drawn
+#: from this range: ten digits, never 0 or a counter an earlier version wrote.
+EPOCH_VALUES = (10**9, 10**10)
+
+
+def fresh_epoch_value(old: object = None) -> int:
+    """Return a random epoch value, never ``old`` (see tokens.check_epochs)."""
+    while True:
+        value = EPOCH_VALUES[0] + secrets.randbelow(EPOCH_VALUES[1] - EPOCH_VALUES[0])
+        if value != old:
+            return value
 
 
 @dataclass(frozen=True)
@@ -103,6 +118,8 @@ class TokenState(NamedTuple):
     #: The keyed hash of the device the link is bound to, after this read's
     #: own first binding (``None``: bound to none).
     bound_device: str | None = None
+    #: The global epoch's random identity, new at each bump (0: none yet).
+    epoch_id: int = 0
 
 
 class LinkCheck(NamedTuple):
@@ -121,6 +138,8 @@ class LinkCheck(NamedTuple):
     device: str | None
     #: When the token expires (seconds since the Unix epoch): a binding is kept until then.
     expires_at: int
+    #: The epoch identity the token carries (``eid``, 0 for none).
+    epoch_id: int = 0
 
 
 @dataclass(frozen=True)
@@ -145,6 +164,8 @@ class LinkRecord:
     last_used_at: datetime | None = None
     last_ip: str | None = None
     bound: bool = False
+    #: The epoch identity the token carries (``eid``, 0 for none), for its status.
+    epoch_id: int = 0
 
 
 @dataclass(frozen=True)
@@ -168,6 +189,8 @@ class IssueState:
     user_epochs: Mapping[str, int]
     #: The tenant's own portal address; ``None``: the deployment's PORTAL_BASE_URL.
     portal_base_url: str | None = None
+    #: The global epoch's random identity (0: none yet).
+    epoch_id: int = 0
 
 
 @dataclass(frozen=True)
@@ -390,11 +413,11 @@ class Store(Protocol):
         ...
 
     def bump_epoch(self, *, actor: str, reason: str, now: datetime) -> EpochInfo:
-        """Raise the global epoch by one atomically, audit it, return the new one."""
+        """Raise the global epoch by one with a new random identity, audit it, return it."""
         ...
 
     def revoke_user(self, user_id: str, *, actor: str, reason: str, now: datetime) -> int:
-        """Raise ``user_id``'s epoch by one atomically, audit it, return the new one."""
+        """Set ``user_id``'s epoch to a fresh random value atomically, audit it, return it."""
         ...
 
     def record_signins(self, signins: Sequence[Signin], incarnation: str | None = None) -> None:
@@ -422,8 +445,12 @@ class Store(Protocol):
         """
         ...
 
-    def ping(self) -> None:
-        """Return if the store answers, else raise ``StoreUnavailableError``."""
+    def ping(self) -> str | None:
+        """Return if the store answers, else raise ``StoreUnavailableError``.
+
+        :returns: why changes are refused while reads go on (a Redis with
+            fewer replicas than ``REDIS_MIN_REPLICAS_ACK``), or ``None``.
+        """
         ...
 
     # Fixed-window counters for rate limits, shared by every worker and host
@@ -462,11 +489,12 @@ def open_store(url: str, *, defaults: Settings, options: Mapping[str, Any] | Non
         from service.store.sqlite import SqliteStore
 
         return SqliteStore.from_url(url, defaults=defaults, **options)
-    if url.startswith(("redis:", "rediss:", "unix:")):
+    if url.startswith(("redis:", "rediss:", "unix:", "redis+", "rediss+")):
         from service.store.redis import RedisStore
 
         return RedisStore.from_url(url, defaults=defaults, **options)
     raise ConfigError(
         f"STORE_URL has an unknown scheme ({url.split(':', 1)[0]!r}); "
-        "use sqlite:///path/file.db or redis://host:port/db"
+        "use sqlite:///path/file.db, redis://host:port/db, "
+        "redis+sentinel://host:26379,.../<primary name>/<db> or redis+cluster://host:port,.../"
     )

@@ -5,10 +5,12 @@ deployments can share one Redis. Each tenant's keys share one hash tag, the
 tenant id in braces, so a Redis Cluster can spread tenants over its shards
 and no script touches two tenants::
 
-    {p}{T}:meta           hash: incarnation, epoch, changed_at, changed_by, reason,
+    {p}{T}:meta           hash: incarnation, epoch, epoch_id (random, new each bump),
+                          changed_at, changed_by, reason,
                           auto_login_enabled (0/1), token_ttl_seconds, created_at,
                           portal_base_url ('' for the deployment's)
-    {p}{T}:<inc>:user_epochs  hash: user id -> epoch (absent: 0), "\\n" -> <inc>
+    {p}{T}:<inc>:user_epochs  hash: user id -> epoch (absent: 0; random at each
+                          revocation, never +1), "\\n" -> <inc>
     {p}{T}:<inc>:seq      counter numbering log entries in the order they were written
     {p}{T}:<inc>:audit    sorted set by number: JSON [seq, at, [actor, action, detail]]
     {p}{T}:<inc>:signins  sorted set by click time: JSON [seq, at, [user, outcome, ip, ua, link]]
@@ -36,14 +38,16 @@ underscore)::
     {p}{_platform}:trash            set of "<tenant> <inc>" whose keys are still to remove
     {p}{_platform}:seq, :audit, :audit_at   the platform's audit log
     {p}{_platform}:info             hash: layout, legacy_before
-    {p}rl:<key>                     rate-limit counters, expiring with their window
+    {p}rl:{<key>}                   rate-limit counters, expiring with their window
 
 Both logs read newest-written first, as the SQLite store does, and keep at
 most ``max_log_entries`` entries besides what ``prune`` drops by time.
 
 Every change is one Lua script (``redis_scripts.py``), which Redis runs with
 nothing in between: two admins bumping at once on two hosts get two epochs,
-never one, and the audit event is written in the same step. A lost bump
+never one, and the audit event is written in the same step. Behind Sentinel
+or on a Cluster (``redis_urls.py``), a change that voids or admits tokens
+also waits for ``REDIS_MIN_REPLICAS_ACK`` replicas (:meth:`RedisStore._change`). A lost bump
 brings revoked tokens back to life; that is also why production Redis needs
 ``appendonly yes`` (and ``appendfsync always`` for power cuts).
 
@@ -66,29 +70,30 @@ import logging
 import os
 import secrets
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlsplit
 
 from redis import Redis
-from redis.backoff import NoBackoff
+from redis.cluster import RedisCluster
 from redis.commands.core import Script
 from redis.connection import ConnectionPool
 from redis.exceptions import (
+    AskError,
     ClusterDownError,
     ConnectionError,
+    MovedError,
     NoPermissionError,
     NoScriptError,
     OutOfMemoryError,
     ReadOnlyError,
+    RedisClusterException,
     RedisError,
     ResponseError,
     TimeoutError,
     TryAgainError,
 )
-from redis.retry import Retry
 
 from service.clock import from_seconds, utcnow
 from service.errors import (
@@ -98,6 +103,7 @@ from service.errors import (
     LinkNotFoundError,
     StoreDataError,
     StoreError,
+    StoreNotAcknowledgedError,
     StoreUnavailableError,
     TenantNotFoundError,
 )
@@ -115,8 +121,10 @@ from service.store import (
     Signin,
     TenantInfo,
     TokenState,
+    fresh_epoch_value,
 )
 from service.store import redis_scripts as lua
+from service.store.redis_urls import parse_store_url
 
 __all__ = ["RedisStore"]
 
@@ -132,6 +140,8 @@ _UNAVAILABLE = (
     TryAgainError,
     ClusterDownError,
 )
+#: Tenants whose incarnation a process remembers (on a Cluster, see _declared).
+_MAX_CACHED_INCARNATIONS = 100_000
 _UNAVAILABLE_CODES = ("BUSY ", "MISCONF ", "NOREPLICAS ")
 #: How each setting is written into the meta hash.
 _COLUMNS = {
@@ -171,6 +181,16 @@ _TENANT_DATA = (
     "bound",
     "bound_exp",
 )
+# The data keys each script touches (after ``{p}{T}:<inc>:``), declared on a Cluster.
+_STATE = ("user_epochs",)
+_AUDITED = ("user_epochs", "seq", "audit", "audit_at")
+_KEY_NAMES = ("keys", "digests", "used")
+_SIGNIN_NAMES = ("seq", "signins", "signins_at", "signin_users", "links")
+_LINK_STATE_NAMES = ("voided", "bound", "bound_exp")
+_LEDGER_NAMES = ("links", "links_at", "links_exp", "link_users")
+_CLEANUP_NAMES = _LEDGER_NAMES + ("voided", "voided_exp", "bound", "bound_exp")
+#: Whether a script's run is a change to WAIT for: never, always, or as its reply says.
+Change = bool | Callable[[Any], bool]
 
 
 def _detail(**fields: Any) -> str:
@@ -204,9 +224,10 @@ class _Guard:
     ) -> None:
         if isinstance(e, UnicodeDecodeError):
             raise StoreDataError(f"Redis at {self.where}: undecodable bytes: {e}") from e
-        if isinstance(e, OSError):
+        if isinstance(e, OSError | RedisClusterException):
             # redis-py wraps socket errors in ConnectionError nearly everywhere;
-            # one that slips through is the same failure: fail closed, 503.
+            # one that slips through is the same failure: fail closed, 503. So
+            # is a Cluster with a slot no shard serves (SlotNotCoveredError).
             raise StoreUnavailableError(f"Redis at {self.where}: {e}") from e
         if not isinstance(e, RedisError):
             return
@@ -224,6 +245,11 @@ def _ledger_cuts(now: datetime) -> tuple[str, str]:
     """Return the ledger cleanup's cuts: entries past expiry plus a day, the rest past their own."""
     at = now.timestamp()
     return f"({at - LEDGER_GRACE_SECONDS!r}", f"({at!r}"
+
+
+def _bound_here(reply: Any) -> bool:
+    """Whether a TOKEN_STATE reply made the link's first binding (a change to WAIT for)."""
+    return type(reply) is list and len(reply) > 4 and reply[4] == 2
 
 
 def _bulk(text: str) -> bytes:
@@ -297,24 +323,73 @@ class _Clicks:
         return click
 
 
+class _ShardClicks:
+    """On a Cluster: a click connection per shard primary, chosen by redis-py's slot map.
+
+    The node comes from the cluster client (``get_node_from_key``) on every
+    click, never from an address kept here: when redis-py learns that a slot
+    moved or a replica was promoted, the next click goes to the new node. A
+    node that no longer serves the slot answers ``MOVED`` or ``ASK`` (a
+    replica too), and the click then takes redis-py's own way, which follows
+    it and updates the map.
+    """
+
+    __slots__ = ("pid", "clicks")
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.clicks: dict[str, _ClickConnection] = {}
+
+    def get(self, node: Any) -> _ClickConnection:
+        if self.pid != os.getpid():  # forked: the parent's connections are not ours
+            self.pid, self.clicks = os.getpid(), {}
+        click = self.clicks.get(node.name)
+        if click is None:
+            click = self.clicks[node.name] = _ClickConnection(node.redis_connection.connection_pool)
+        return click
+
+    def close(self) -> None:
+        if self.pid == os.getpid():
+            for click in self.clicks.values():
+                click.connection.disconnect()
+
+
 class RedisStore:
-    """The :class:`~service.store.Store` on one (standalone) Redis, acting in one tenant."""
+    """The :class:`~service.store.Store` on Redis (one, Sentinel's primary or a Cluster).
+
+    :param min_replicas_ack: replicas that must hold a change before it is
+        acknowledged (``REDIS_MIN_REPLICAS_ACK``, see :meth:`_change`).
+    :param wait_seconds: the longest wait for them (``REDIS_SOCKET_TIMEOUT_SECONDS``).
+    """
 
     def __init__(
         self,
-        client: Redis,
+        client: Redis | RedisCluster,
         *,
         defaults: Settings,
         key_prefix: str = "autologin:",
         where: str = "redis",
         max_log_entries: int = 1_000_000,
+        min_replicas_ack: int = 0,
+        wait_seconds: float = 0.5,
     ) -> None:
         #: The redis-py client; its pool resets itself in a forked child.
         self.redis = client
         self.defaults = defaults
         self.key_prefix = key_prefix
         self.legacy_before: float | None = None
+        self.min_replicas_ack = min_replicas_ack
+        # WAIT's own bound: half the socket timeout its reply must arrive in,
+        # the other half for the script and the way there and back.
+        self._wait_ms = max(1, int(wait_seconds * 500))
+        self._where = where
         self._guard = _Guard(where)
+        #: A Cluster: every script declares the keys it touches (see redis_scripts).
+        self._cluster = isinstance(client, RedisCluster)
+        #: tenant id -> incarnation last seen (Cluster only; shared by the views).
+        self._incarnations: dict[str, str] = {}
+        #: The replicas' shortfall last logged (see ping), shared by the views.
+        self._short: list[str | None] = [None]
         p = key_prefix
         platform = f"{p}{{_platform}}:"
         self._tenants_key, self._trash_key, self._info_key = (
@@ -350,13 +425,20 @@ class RedisStore:
         self._links_script = script(lua.LINKS_PAGE)
         self._link_script = script(lua.LINK)
         self._revoke_link_script = script(lua.REVOKE_LINK)
+        # "{p}rl:{<key>}": each window its own hash tag, so that on a Cluster
+        # the counters spread over the shards and no command spans two slots.
         self._counter_prefix = f"{p}rl:"
         # EVALSHA <sha> 1 <meta> <base> and the script's 8 arguments: the
         # first three packed once, the meta key and base per tenant view.
-        self._token_head = b"*13\r\n" + b"".join(
+        self._token_head = b"*14\r\n" + b"".join(
             map(_bulk, ("EVALSHA", self._token_script.sha, "1"))
         )
-        self._clicks = _Clicks(client.connection_pool)
+        # The hand-made click connection goes to one fixed address: only on one
+        # Redis. Behind Sentinel or on a Cluster the click's read takes
+        # redis-py's way, which follows the current primary or the slot's shard.
+        plain = not self._cluster and type(client.connection_pool) is ConnectionPool
+        self._clicks = _Clicks(client.connection_pool) if plain else None
+        self._shard_clicks = _ShardClicks() if self._cluster else None
         self._bind(DEFAULT_TENANT)
         with self._guard:
             self._take_over()
@@ -374,7 +456,9 @@ class RedisStore:
 
     @property
     def _click(self) -> _ClickConnection:
-        """This process's click connection."""
+        """This process's click connection (one Redis only)."""
+        if self._clicks is None:
+            raise AttributeError("no click connection behind Sentinel or on a Cluster")
         return self._clicks.get()
 
     def tenant(self, tenant_id: str) -> RedisStore:
@@ -395,51 +479,16 @@ class RedisStore:
         redis_connect_timeout_seconds: float = 0.5,
         key_prefix: str = "autologin:",
         redis_max_log_entries: int = 1_000_000,
+        redis_min_replicas_ack: int = 0,
         **_ignored: Any,
     ) -> RedisStore:
-        """Open (and on first use create) the store at ``redis://[:password@]host:port/db``."""
-        parts = urlsplit(url)
-        secret = parts.password
-
-        def redact(text: str) -> str:
-            if not secret:
-                return text
-            return text.replace(quote(secret, safe=""), "***").replace(secret, "***")
-
-        # redis-py lets query parameters override the keyword arguments below:
-        # only the TLS ones may come from the URL, and the database number of a
-        # unix:// URL, which has no other place for it.
-        unix = parts.scheme == "unix"
-        for name, _ in parse_qsl(parts.query, keep_blank_values=True):
-            if not (name.startswith("ssl_") or (unix and name == "db")):
-                raise ConfigError(
-                    f"STORE_URL sets {name!r}; only ssl_* parameters (and db in a unix:// URL) "
-                    "may be in the URL (timeouts: REDIS_SOCKET_TIMEOUT_SECONDS, "
-                    "REDIS_CONNECT_TIMEOUT_SECONDS)"
-                )
-        try:
-            client = Redis.from_url(
-                url,
-                socket_timeout=redis_socket_timeout_seconds,
-                socket_connect_timeout=redis_connect_timeout_seconds,
-                # No retries: a dead Redis answers within one timeout, and a write
-                # whose reply was lost is not run twice. A connection that Redis
-                # closed (restart) is replaced when it leaves the pool, so no
-                # health-check PING is needed either: it would cost a round trip.
-                retry=Retry(NoBackoff(), 0),
-                health_check_interval=0,
-                # RESP2 works with every Redis, and keeps redis-py's RESP3-only
-                # "maintenance notifications" from relaxing our timeouts to 10 s.
-                protocol=2,
-                decode_responses=True,
-            )
-        except ValueError as e:  # from None: the parse error may quote the URL
-            raise ConfigError(
-                f"STORE_URL {redact(url)!r} is not a valid Redis URL ({redact(str(e))}); "
-                "write redis://[:password@]host:port/db"
-            ) from None
-        kw = client.connection_pool.connection_kwargs
-        where = kw.get("path") or f"{kw.get('host', 'localhost')}:{kw.get('port', 6379)}"
+        """Open (and on first use create) the store at a Redis, Sentinel or Cluster URL."""
+        target = parse_store_url(
+            url,
+            socket_timeout=redis_socket_timeout_seconds,
+            connect_timeout=redis_connect_timeout_seconds,
+        )
+        client, where, redact = target.client, target.where, target.redact
         try:
             return cls(
                 client,
@@ -447,6 +496,8 @@ class RedisStore:
                 key_prefix=key_prefix,
                 where=where,
                 max_log_entries=redis_max_log_entries,
+                min_replicas_ack=redis_min_replicas_ack,
+                wait_seconds=redis_socket_timeout_seconds,
             )
         except StoreUnavailableError as e:
             client.close()
@@ -502,9 +553,9 @@ class RedisStore:
     ) -> bool:
         now = utcnow().timestamp() if now is None else now
         d = self.defaults
+        incarnation = secrets.token_urlsafe(9)
         args = [
-            self._base,
-            secrets.token_urlsafe(9),
+            incarnation,
             now,
             int(d.auto_login_enabled),
             d.token_ttl_seconds,
@@ -513,7 +564,13 @@ class RedisStore:
             actor,
             detail,
         ]
-        return bool(self._create_script(self._meta_keys, args))
+        # Declared on a Cluster: the user epochs it checks, the keys it makes.
+        made = [f"{self._base}{incarnation}:{name}" for name in _AUDITED]
+        reply = self._script(self._create_script, _STATE, args, change=tenant, extra=made)
+        if reply == lua.STALE:
+            raise StoreUnavailableError(f"{self._meta_key} changed during its creation")
+        self._incarnations.pop(self.tenant_id, None)
+        return bool(reply)
 
     def _recreate(self) -> None:
         # The meta hash (of default) or the user epochs are gone after start: the
@@ -532,15 +589,173 @@ class RedisStore:
             raise TenantNotFoundError(self.tenant_id)
         self._recreate()
 
-    def _run(self, script: Script, args: Sequence[Any]) -> Any:
+    def _run(
+        self, script: Script, args: Sequence[Any], names: Sequence[str] = (), change: Change = False
+    ) -> Any:
+        """Run a per-tenant script: re-create a lost ``default``, or raise.
+
+        :param names: the tenant's data keys the script touches (declared on a Cluster).
+        :param change: it voids or admits tokens (always, or when this function
+            of its reply says so): see :meth:`_change`.
+        """
         with self._guard:
-            result = script(self._meta_keys, [self._base, *args])
+            result = self._script(script, names, args, change)
             if result in (lua.NO_TENANT, lua.LOST):
                 self._lost(result)
-                result = script(self._meta_keys, [self._base, *args])
-        if result in (lua.NO_TENANT, lua.LOST):
+                result = self._script(script, names, args, change)
+        if result in (lua.NO_TENANT, lua.LOST, lua.STALE):
             raise StoreDataError(f"{self._meta_key} vanished right after it was created")
         return result
+
+    def _declared(self, names: Sequence[str], extra: Sequence[str] = ()) -> list[str]:
+        """Return a per-tenant script's KEYS: its meta hash, on a Cluster its data keys too.
+
+        On a Cluster the data keys are named with the incarnation this process
+        last saw (one read the first time, then remembered); a script that
+        finds another answers ``STALE`` and :meth:`_script` reads it again.
+        """
+        if not self._cluster or not (names or extra):
+            return self._meta_keys
+        incarnation = self._incarnations.get(self.tenant_id)
+        if incarnation is None:
+            incarnation = self.redis.hget(self._meta_key, "incarnation") or "-"
+            if len(self._incarnations) >= _MAX_CACHED_INCARNATIONS:
+                self._incarnations.clear()
+            self._incarnations[self.tenant_id] = incarnation
+        data = f"{self._base}{incarnation}:"
+        return [self._meta_key, *(data + name for name in names), *extra]
+
+    def _script(
+        self,
+        script: Script,
+        names: Sequence[str],
+        args: Sequence[Any],
+        change: Change = False,
+        extra: Sequence[str] = (),
+    ) -> Any:
+        """Run a per-tenant script once (twice when its declared keys were stale)."""
+        for _ in range(2):
+            keys = self._declared(names, extra)
+            if change is not False and self.min_replicas_ack:
+                result = self._change(script, keys, [self._base, *args], change)
+            else:
+                result = script(keys, [self._base, *args])
+            if result != lua.STALE:
+                break
+            self._incarnations.pop(self.tenant_id, None)
+        return result
+
+    def _change(
+        self,
+        script: Script | None,
+        keys: Sequence[str],
+        args: Sequence[Any],
+        change: Change = True,
+        command: Sequence[Any] = (),
+    ) -> Any:
+        """Run a script that voids or admits tokens; answer once enough replicas hold it.
+
+        The one place every such change goes through (``_run(..., change=...)``):
+        with ``REDIS_MIN_REPLICAS_ACK`` = n > 0, ``WAIT n`` goes out on the same
+        connection to the primary that runs the script (on a Cluster, the
+        primary of the keys' slot), so that it counts the replicas holding this
+        very write. ``change=True``: always, in one pipeline with the script
+        (one round trip). A function of the reply (a script that writes only
+        sometimes, such as a click's first binding): only when it says the
+        reply wrote, one round trip more. Fewer replicas within the wait, or no
+        reply in time: :class:`StoreNotAcknowledgedError` (503; the change may
+        have been applied). Called inside ``self._guard``.
+
+        :param command: instead of a script, a plain command on ``keys[0]``.
+        """
+        n = self.min_replicas_ack
+        if script is not None:
+            command = ("EVALSHA", script.sha, len(keys), *keys, *args)
+        for _ in range(3):
+            if self._cluster:
+                node = self.redis.get_node_from_key(keys[0])  # the slot's primary
+                client = self.redis.get_redis_connection(node)
+            else:
+                client = self.redis
+            # One connection for both: a pipeline, or a client of a single connection.
+            sender = client.pipeline(transaction=False) if change is True else client.client()
+            try:
+                if change is True:
+                    sender.execute_command(*command)
+                    sender.execute_command("WAIT", n, self._wait_ms)
+                    reply, acks = sender.execute(raise_on_error=False)
+                else:
+                    try:
+                        reply = sender.execute_command(*command)
+                    except ResponseError as e:
+                        reply = e
+                    acks = None
+                    if not isinstance(reply, Exception) and change(reply):
+                        acks = sender.execute_command("WAIT", n, self._wait_ms)
+            except (ConnectionError, TimeoutError) as e:
+                if self._cluster:  # the shard may be failing over: read the slots again
+                    self._refresh_slots()
+                raise StoreNotAcknowledgedError(f"Redis at {self._where}: {e}") from e
+            finally:
+                if change is True:
+                    sender.reset()
+                else:
+                    sender.close()  # its connection back to the pool
+            if isinstance(reply, NoScriptError) and script is not None:
+                client.script_load(script.script)  # a new or restarted node
+                continue
+            if isinstance(reply, MovedError):  # the slot moved: redis-py reads the slots again
+                self._refresh_slots()
+                continue
+            if isinstance(reply, AskError):  # not run: half moved to another shard
+                raise StoreUnavailableError(f"{keys[0]}: its slot is moving between shards")
+            if isinstance(reply, Exception):
+                raise reply
+            if reply in (lua.NO_TENANT, lua.LOST, lua.STALE) or acks is None:
+                return reply  # nothing was written
+            if isinstance(acks, Exception):
+                raise acks
+            if int(acks) < n:
+                self._log_short(f"{acks} of {n} replicas confirmed a change in time")
+                raise StoreNotAcknowledgedError(
+                    f"Redis at {self._where}: {acks} of the {n} replicas that "
+                    "REDIS_MIN_REPLICAS_ACK asks for confirmed the change in time"
+                )
+            self._log_short(None)
+            return reply
+        raise StoreUnavailableError(f"{keys[0]}: its slot kept moving")
+
+    def _click_wait(self, click: _ClickConnection) -> None:
+        """WAIT on a click connection for the write it just made (a first binding)."""
+        n = self.min_replicas_ack
+        try:
+            words = ("WAIT", str(n), str(self._wait_ms))
+            acks = click.call(b"*3\r\n" + b"".join(map(_bulk, words)))
+        except (ConnectionError, TimeoutError) as e:
+            raise StoreNotAcknowledgedError(f"Redis at {self._where}: {e}") from e
+        if int(acks) < n:
+            self._log_short(f"{acks} of {n} replicas confirmed a change in time")
+            raise StoreNotAcknowledgedError(
+                f"Redis at {self._where}: {acks} of the {n} replicas that "
+                "REDIS_MIN_REPLICAS_ACK asks for confirmed a first binding in time"
+            )
+
+    def _refresh_slots(self) -> None:
+        """Have redis-py read the Cluster's slots again (after MOVED or a dead primary)."""
+        try:
+            self.redis.nodes_manager.initialize()
+        except (RedisError, RedisClusterException, OSError) as e:
+            log.warning("Redis Cluster slots not read again: %s", e)
+
+    def _log_short(self, why: str | None) -> None:
+        """Log the replicas' shortfall when it starts and when it ends (once a process)."""
+        if (why is None) == (self._short[0] is None):
+            return
+        self._short[0] = why
+        if why is None:
+            log.warning("Redis replicas back: changes are acknowledged again")
+        else:
+            log.warning("Redis replicas short: changes answer 503 until they are back (%s)", why)
 
     def _raw_meta(self) -> dict[str, str]:
         with self._guard:
@@ -601,7 +816,7 @@ class RedisStore:
         """Read the incarnation, the epochs and the link's state at once (see the protocol)."""
         if link is None:
             args: tuple[Any, ...] = (user_id, "" if key_digest is None else key_digest.hex())
-            args += ("", "", "", "", "", "")
+            args += ("", "", "", "", "", "", "")
         else:
             args = (
                 user_id,
@@ -612,45 +827,93 @@ class RedisStore:
                 str(link.epoch),
                 str(link.user_epoch),
                 str(link.expires_at + LEDGER_GRACE_SECONDS),
+                str(link.epoch_id),
             )
         reply = None
-        click = self._clicks.get()
-        if click.lock.acquire(blocking=False):
+        click = self._clicks.get() if self._clicks is not None else None
+        if click is not None and click.lock.acquire(blocking=False):
             try:
                 with self._guard:
                     try:
                         reply = click.call(self._token_request + b"".join(map(_bulk, args)))
+                        if _bound_here(reply) and self.min_replicas_ack:
+                            self._click_wait(click)  # a first binding: WAIT on its connection
                     except NoScriptError:
                         pass  # Redis restarted or flushed its scripts: the pool's way loads it
             finally:
                 click.lock.release()
-        if reply is None or reply in (lua.NO_TENANT, lua.LOST):
+        names = _STATE if key_digest is None else _STATE + _KEY_NAMES
+        if link is not None:
+            names += _LINK_STATE_NAMES
+        if self._shard_clicks is not None:
+            reply = self._shard_click(args, names)
+        if reply is None or reply in (lua.NO_TENANT, lua.LOST, lua.STALE):
             # busy, no script, or the tenant is missing: the pool's way handles each
-            reply = self._run(self._token_script, args)
-        incarnation, epoch, user_epoch, *rest = reply
-        voided, bind, bound, *found = rest or (0, 0, None)
+            reply = self._run(self._token_script, args, names, change=_bound_here)
+        incarnation, epoch, user_epoch, voided, bind, bound, epoch_id, *found = reply
         try:
             if incarnation is None:
                 raise ValueError("no incarnation")
             user_epoch = 0 if user_epoch is None else _int(user_epoch)
+            epoch_id = 0 if epoch_id is None else _int(epoch_id)
             epoch = _int(epoch)
         except ValueError as e:
             raise StoreDataError(f"{self._meta_key} epochs have the wrong shape: {e}") from e
         key = self._key_record(*found) if len(found) == 3 else None
-        return TokenState(incarnation, epoch, user_epoch, key, voided == 1, bind == 1, bound)
+        return TokenState(
+            incarnation,
+            epoch,
+            user_epoch,
+            key,
+            voided == 1,
+            bind in (1, 2),
+            bound,
+            epoch_id=epoch_id,
+        )
+
+    def _shard_click(self, args: Sequence[str], names: Sequence[str]) -> Any:
+        """On a Cluster: the click's read on its shard's click connection, or ``None``.
+
+        ``None`` (redis-py's way then) when the connection is busy, when the
+        node redirects (``MOVED``, ``ASK``), asks to try again or lacks the
+        script, or cannot be reached (redis-py then reads the slots again).
+        """
+        shards = self._shard_clicks
+        if shards is None:
+            return None
+        with self._guard:
+            keys = self._declared(names)
+            node = self.redis.get_node_from_key(self._meta_key)
+        click = shards.get(node)
+        if not click.lock.acquire(blocking=False):
+            return None
+        try:
+            words = ("EVALSHA", self._token_script.sha, str(len(keys)), *keys, self._base, *args)
+            request = b"*%d\r\n" % len(words) + b"".join(map(_bulk, words))
+            with self._guard:
+                try:
+                    reply = click.call(request)
+                except (ResponseError, ConnectionError):
+                    return None
+                if _bound_here(reply) and self.min_replicas_ack:
+                    self._click_wait(click)  # a first binding: WAIT on its connection
+                return reply
+        finally:
+            click.lock.release()
 
     def issue_state(self, user_ids: Sequence[str]) -> IssueState:
         """Read everything issuing links for ``user_ids`` needs at once."""
         unique = list(dict.fromkeys(user_ids))
-        flat, epochs = self._run(self._issue_script, unique)
+        flat, epochs = self._run(self._issue_script, unique, _STATE)
         meta = dict(zip(flat[::2], flat[1::2], strict=True))
         incarnation, epoch, _, _, _, settings = self._parse_meta(meta)
         try:
             users = {u: 0 if e is None else _int(e) for u, e in zip(unique, epochs, strict=True)}
+            epoch_id = _int(meta.get("epoch_id", "0"))
         except ValueError as e:
             raise StoreDataError(f"{self._meta_key} user epochs have the wrong shape: {e}") from e
         portal = meta.get("portal_base_url") or None
-        return IssueState(incarnation, epoch, settings, users, portal)
+        return IssueState(incarnation, epoch, settings, users, portal, epoch_id=epoch_id)
 
     def settings(self) -> Settings:
         """Read the current settings."""
@@ -703,9 +966,51 @@ class RedisStore:
         """Return up to ``limit`` events of the platform's audit log, newest first."""
         return self._events(self._platform_log[1], limit)
 
-    def ping(self) -> None:
-        """Return if the store answers with a well-formed meta hash, else raise."""
+    def ping(self) -> str | None:
+        """Raise unless the store answers with a well-formed meta hash.
+
+        :returns: why changes answer 503 while reads go on (fewer replicas
+            attached than ``REDIS_MIN_REPLICAS_ACK``), or ``None``.
+        """
         self._meta()
+        if not self.min_replicas_ack:
+            return None
+        with self._guard:
+            if self._cluster:
+                primaries = [
+                    (node.name, self.redis.get_redis_connection(node))
+                    for node in self.redis.get_primaries()
+                ]
+            else:
+                primaries = [(self._where, self.redis)]
+            short = []
+            for name, client in primaries:
+                try:
+                    info = client.info("replication")
+                except (ConnectionError, TimeoutError):
+                    if not self._cluster:
+                        raise
+                    # A shard's primary that died: redis-py has not seen its
+                    # replica promoted yet. Have it read the slots again.
+                    self._refresh_slots()
+                    short.append(f"{name} does not answer")
+                    continue
+                online = sum(
+                    1
+                    for field, value in info.items()
+                    if field.startswith("slave") and isinstance(value, dict)
+                    if value.get("state") == "online"
+                )
+                if online < self.min_replicas_ack:
+                    short.append(f"{name} has {online}")
+        why = None
+        if short:
+            why = (
+                f"fewer replicas attached than the {self.min_replicas_ack} that "
+                f"REDIS_MIN_REPLICAS_ACK asks for: {', '.join(short)}; changes answer 503"
+            )
+        self._log_short(why)
+        return why
 
     # -- tenants -------------------------------------------------------------
 
@@ -723,8 +1028,13 @@ class RedisStore:
             # Listed first, made second (on a Cluster two slots, two writes): a
             # crash between leaves a listed id that does not exist (every call
             # answers tenant_not_found, the list skips it), never a usable
-            # tenant that is not listed; repeating the call makes it.
-            self.redis.zadd(self._tenants_key, {tenant_id: 0})
+            # tenant that is not listed; repeating the call makes it. Both wait
+            # for the replicas: a failover must not lose the listing alone.
+            zadd = ("ZADD", self._tenants_key, 0, tenant_id)
+            if self.min_replicas_ack:
+                self._change(None, [self._tenants_key], (), command=zadd)
+            else:
+                self.redis.execute_command(*zadd)
             made = view._create(
                 tenant=True,
                 portal=portal_base_url,
@@ -768,10 +1078,9 @@ class RedisStore:
         view = self.tenant(tenant_id)
         detail = _detail(portal_base_url=portal_base_url, reason=reason, tenant_id=tenant_id)
         with self._guard:
-            reply = self._update_tenant_script(
-                view._meta_keys, [view._base, portal_base_url, now.timestamp(), actor, detail]
-            )
-        if reply in (lua.NO_TENANT, lua.LOST):
+            args = [portal_base_url, now.timestamp(), actor, detail]
+            reply = view._script(self._update_tenant_script, _AUDITED, args, change=True)
+        if reply in (lua.NO_TENANT, lua.LOST, lua.STALE):
             raise TenantNotFoundError(tenant_id)
         self._platform_audit(now.timestamp(), actor, "tenant.update", detail)
         return view.tenant_info()
@@ -787,7 +1096,8 @@ class RedisStore:
             # The trash entry first: whatever happens after, the reaper finds the
             # keys; it never removes those of a live incarnation.
             self.redis.sadd(self._trash_key, f"{tenant_id} {incarnation}")
-            reply = self._delete_tenant_script(view._meta_keys, [view._base, incarnation])
+            reply = view._script(self._delete_tenant_script, (), [incarnation], change=True)
+            view._incarnations.pop(tenant_id, None)
             if reply == lua.NO_TENANT:
                 self.redis.zrem(self._tenants_key, tenant_id)
                 raise TenantNotFoundError(tenant_id)
@@ -855,7 +1165,8 @@ class RedisStore:
         at = now.timestamp()
         record = json.dumps({"digest": digest.hex(), "roles": sorted(roles), "created_at": at})
         detail = _detail(name=name, reason=reason, roles=sorted(roles), tenant_id=self.tenant_id)
-        made = self._run(self._create_key_script, [name, digest.hex(), record, at, actor, detail])
+        args = [name, digest.hex(), record, at, actor, detail]
+        made = self._run(self._create_key_script, args, _AUDITED + _KEY_NAMES, change=True)
         if not made:
             raise ConflictError("key_exists", f"this tenant has a key named {name!r}")
         self._platform_audit(at, actor, "key.create", detail)
@@ -874,8 +1185,8 @@ class RedisStore:
     def find_key(self, digest: bytes) -> KeyRecord | None:
         """Return this tenant's key with SHA-256 ``digest``, if any."""
         with self._guard:
-            reply = self._find_key_script(self._meta_keys, [self._base, digest.hex()])
-        return self._key_record(*reply) if reply else None
+            reply = self._script(self._find_key_script, _KEY_NAMES, [digest.hex()])
+        return self._key_record(*reply) if reply and reply != lua.STALE else None
 
     def touch_key(self, name: str, now: datetime) -> None:
         """Record that key ``name`` was used at ``now``."""
@@ -887,7 +1198,8 @@ class RedisStore:
         """Forget key ``name`` at once; ``KeyNotFoundError`` if there is none."""
         at = now.timestamp()
         detail = _detail(name=name, reason=reason, tenant_id=self.tenant_id)
-        if not self._run(self._revoke_key_script, [name, at, actor, detail]):
+        args = [name, at, actor, detail]
+        if not self._run(self._revoke_key_script, args, _AUDITED + _KEY_NAMES, change=True):
             raise KeyNotFoundError(name)
         self._platform_audit(at, actor, "key.revoke", detail)
 
@@ -898,19 +1210,21 @@ class RedisStore:
         pairs = [x for name, value in changes.items() for x in (name, _COLUMNS[name](value))]
         detail = json.dumps(dict(changes), sort_keys=True)
         args = [now.timestamp(), actor, detail, *pairs]
-        flat = self._run(self._settings_script, args)
+        flat = self._run(self._settings_script, args, _AUDITED, change=True)
         return self._parse_meta(dict(zip(flat[::2], flat[1::2], strict=True)))[5]
 
     def bump_epoch(self, *, actor: str, reason: str, now: datetime) -> EpochInfo:
-        """Raise the global epoch by one atomically, audit it, return the new one."""
+        """Raise the global epoch by one with a new random identity, audit it, return it."""
         at = now.timestamp()
-        epoch = self._run(self._bump_script, (at, actor, reason))
+        args = (at, actor, reason, fresh_epoch_value())
+        epoch = self._run(self._bump_script, args, _AUDITED, change=True)
         return EpochInfo(int(epoch), from_seconds(at), actor, reason)
 
     def revoke_user(self, user_id: str, *, actor: str, reason: str, now: datetime) -> int:
-        """Raise ``user_id``'s epoch by one atomically, audit it, return the new one."""
-        args = (user_id, now.timestamp(), actor, reason)
-        return int(self._run(self._revoke_script, args))
+        """Set ``user_id``'s epoch to a fresh random value atomically, audit it, return it."""
+        first = fresh_epoch_value()
+        args = (user_id, now.timestamp(), actor, reason, first, fresh_epoch_value(first))
+        return int(self._run(self._revoke_script, args, _AUDITED, change=True))
 
     def record_signins(self, signins: Sequence[Signin], incarnation: str | None = None) -> None:
         """Append entries to the sign-in log: one round trip per ``SIGNIN_BATCH`` entries."""
@@ -922,9 +1236,10 @@ class RedisStore:
         step = 5 * lua.SIGNIN_BATCH
         with self._guard:
             for i in range(0, len(args), step):
-                self._signins_script(
-                    self._meta_keys, [self._base, incarnation or "", *args[i : i + step]]
-                )
+                batch = args[i : i + step]
+                users = dict.fromkeys(batch[2::5]) if self._cluster else {}
+                names = _SIGNIN_NAMES + tuple(f"signins:{user}" for user in users)
+                self._script(self._signins_script, names, [incarnation or "", *batch])
 
     # -- the ledger -----------------------------------------------------------
 
@@ -951,16 +1266,20 @@ class RedisStore:
                 None,
                 None,
                 None,
+                link.epoch_id,
             ]
             args += (link.link_id, link.user_id, repr(issued_at), repr(expires_at))
             args.append(json.dumps(record, separators=(",", ":")))
+        users = dict.fromkeys(link.user_id for link in links) if self._cluster else {}
+        names = _CLEANUP_NAMES + tuple(f"links:{user}" for user in users)
         with self._guard:
-            self._record_links_script(self._meta_keys, args)
+            self._script(self._record_links_script, names, args[1:])
 
     def _link_record(self, link_id: str, record: str, status: str, bound: int) -> LinkRecord:
         try:
+            # A 13th field, the epoch identity, since identities (none: 0).
             (user_id, target, reference, issued_by, issued_at, expires_at, epoch, user_epoch,
-             uses, first, last, ip) = json.loads(record)  # fmt: skip
+             uses, first, last, ip, *identity) = json.loads(record)  # fmt: skip
             return LinkRecord(
                 link_id,
                 user_id,
@@ -977,6 +1296,7 @@ class RedisStore:
                 None if last is None else from_seconds(float(last)),
                 ip,
                 bound == 1,
+                epoch_id=int(identity[0]) if identity else 0,
             )
         except (TypeError, ValueError, OverflowError) as e:
             raise StoreDataError(f"link {link_id!r} has the wrong shape: {e!r}") from e
@@ -993,7 +1313,8 @@ class RedisStore:
         """Return a page of the ledger, newest first, and the ``after`` of the next page."""
         index = "links_at" if user_id is None else f"links:{user_id}"
         args = [after or "", limit, status or "", repr(expired_before), _LEDGER_SCAN]
-        reply = self._run(self._links_script, [index, *args])
+        names = ("links", "user_epochs", "voided", "bound", index)
+        reply = self._run(self._links_script, [index, *args], names)
         if reply == "!no-link":
             raise LinkNotFoundError(after or "")
         following, flat = reply[0], reply[1:]
@@ -1002,7 +1323,8 @@ class RedisStore:
 
     def link(self, link_id: str, *, expired_before: float) -> LinkRecord | None:
         """Return one link of the ledger, or ``None``."""
-        reply = self._run(self._link_script, [link_id, repr(expired_before)])
+        names = ("links", "user_epochs", "voided", "bound")
+        reply = self._run(self._link_script, [link_id, repr(expired_before)], names)
         return None if reply is None else self._link_record(*reply)
 
     def revoke_link(
@@ -1019,7 +1341,12 @@ class RedisStore:
         """Void one link; audited as ``link.revoke`` (see the protocol)."""
         at = now.timestamp()
         args = [link_id, "1" if ledger else "0", repr(at), repr(at + max_ttl + leeway)]
-        reply = self._run(self._revoke_link_script, [*args, leeway, actor, reason])
+        reply = self._run(
+            self._revoke_link_script,
+            [*args, leeway, actor, reason],
+            _AUDITED + ("links", "voided", "voided_exp"),
+            change=True,
+        )
         if reply == "!no-link":
             raise LinkNotFoundError(link_id)
         return LinkRevocation(link_id, now, expired=reply == "expired")
@@ -1031,27 +1358,33 @@ class RedisStore:
         with self._guard:
             for view in [self, *(self.tenant(t) for t in tenants if t != self.tenant_id)]:
                 for name in ("audit", "signins"):
-                    args = [view._base, before_ts, lua.PRUNE_BATCH, name]
-                    while self._prune_script(view._meta_keys, args) == lua.PRUNE_BATCH:
+                    args = [before_ts, lua.PRUNE_BATCH, name]
+                    names = (name, f"{name}_at")
+                    while view._script(self._prune_script, names, args) == lua.PRUNE_BATCH:
                         pass
-                args = [view._base, *_ledger_cuts(utcnow()), lua.PRUNE_BATCH]
-                while self._clean_ledger_script(view._meta_keys, args) >= lua.PRUNE_BATCH:
-                    pass
+                args = [*_ledger_cuts(utcnow()), lua.PRUNE_BATCH]
+                while True:
+                    removed = view._script(self._clean_ledger_script, _CLEANUP_NAMES, args)
+                    if removed == lua.STALE or removed < lua.PRUNE_BATCH:
+                        break
             # The platform's log belongs to no tenant: every prune prunes it.
             args = [before_ts, lua.PRUNE_BATCH]
             while self._prune_platform_script(self._platform_log[1:], args) == lua.PRUNE_BATCH:
                 pass
 
+    def _counter(self, key: str) -> str:
+        return f"{self._counter_prefix}{{{key}}}"
+
     def counter_incr(self, key: str, *, expiry_seconds: int, amount: int = 1) -> int:
         """Add ``amount`` to ``key``'s window (a new one expires in ``expiry_seconds``)."""
         with self._guard:
-            value = self._counter_script([self._counter_prefix + key], [amount, expiry_seconds])
+            value = self._counter_script([self._counter(key)], [amount, expiry_seconds])
         return int(value)
 
     def counter_get(self, key: str) -> int:
         """Return ``key``'s count in its current window (0 when none)."""
         with self._guard:
-            value = self.redis.get(self._counter_prefix + key)
+            value = self.redis.get(self._counter(key))
         try:
             return int(value or 0)
         except ValueError as e:
@@ -1060,16 +1393,18 @@ class RedisStore:
     def counter_expiry(self, key: str) -> float:
         """Return when ``key``'s window ends, in seconds since the Unix epoch."""
         with self._guard:
-            ttl_ms = self.redis.pttl(self._counter_prefix + key)
+            ttl_ms = self.redis.pttl(self._counter(key))
         return utcnow().timestamp() + max(int(ttl_ms), 0) / 1000
 
     def counter_clear(self, key: str) -> None:
         """Forget ``key``'s window."""
         with self._guard:
-            self.redis.delete(self._counter_prefix + key)
+            self.redis.delete(self._counter(key))
 
     def close(self) -> None:
         """Release connections held by this process."""
-        if self._clicks.click.pid == os.getpid():
+        if self._shard_clicks is not None:
+            self._shard_clicks.close()
+        if self._clicks is not None and self._clicks.click.pid == os.getpid():
             self._clicks.click.connection.disconnect()
         self.redis.close()

@@ -13,6 +13,15 @@ hash tag, so no script touches two tenants and a tenant deleted and made
 again under the same id shares no key with the old one. A script answers
 ``NO_TENANT`` when the meta hash is missing and ``LOST`` when the tenant's
 user epochs lost their marker (evicted or deleted on their own).
+
+On a Redis Cluster every key a script reads or writes is also declared in
+``KEYS`` (after the meta hash), named with the incarnation the caller last
+saw, so that Redis itself routes the script, and refuses it (``TRYAGAIN``)
+while the tenant's slot is half moved to another shard, rather than let it
+read a key that has not arrived as missing. A script whose declared keys
+name another incarnation than the tenant's answers ``STALE``, writing
+nothing; the caller reads the incarnation again. On one Redis only the meta
+hash is declared, as before.
 """
 
 from __future__ import annotations
@@ -43,6 +52,7 @@ __all__ = [
     "SETTINGS",
     "SIGNINS",
     "SIGNIN_BATCH",
+    "STALE",
     "TAKE_OVER",
     "TOKEN_STATE",
     "UPDATE_TENANT",
@@ -52,6 +62,14 @@ __all__ = [
 MAX_USER_SIGNINS = 1000
 NO_TENANT = "!no-tenant"
 LOST = "!lost"
+STALE = "!stale"
+
+# On a Cluster: are the declared keys (KEYS[2] on) those of incarnation ``inc``?
+DECLARED = """
+local function stale(inc)
+  return KEYS[2] ~= nil and string.sub(KEYS[2], 1, #ARGV[1] + #inc + 1) ~= ARGV[1] .. inc .. ':'
+end
+"""
 
 # Append [seq, at, entry] to a log and trim it; a trimmed sign-in leaves its user's set too.
 # The audit log is ordered by seq (written in the same step as its change),
@@ -73,18 +91,22 @@ local function append(seqkey, logkey, atkey, at, entry, userprefix, by_time)
 end
 """
 # The tenant's incarnation and key base, or the reason there is none.
-TENANT = """
+TENANT = (
+    DECLARED
+    + """
 local function tenant()
   local inc = redis.call('HGET', KEYS[1], 'incarnation')
   if not inc then
     if redis.call('EXISTS', KEYS[1]) == 1 then error('ERR meta hash without incarnation') end
     return nil, '!no-tenant'
   end
+  if stale(inc) then return nil, '!stale' end
   local base = ARGV[1] .. inc .. ':'
   if redis.call('HGET', base .. 'user_epochs', '\\n') ~= inc then return nil, '!lost' end
   return inc, base
 end
 """
+)
 AUDIT = (
     APPEND
     + TENANT
@@ -107,6 +129,7 @@ CREATE = (
     + """
 local inc, why = tenant()
 if inc then return 0 end
+if why == '!stale' then return why end
 if why == '!lost' and ARGV[7] == 'tenant' then return 0 end
 local portal, created = ARGV[6], ARGV[3]
 if why == '!lost' then
@@ -128,6 +151,7 @@ end
 return 1
 """
 )
+# ARGV: base, at, actor, reason, the new epoch's random identity.
 BUMP = (
     AUDIT
     + """
@@ -135,18 +159,23 @@ local inc, base = tenant()
 if not inc then return base end
 if not redis.call('HGET', KEYS[1], 'epoch') then return redis.error_reply('ERR no epoch') end
 local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
-redis.call('HSET', KEYS[1], 'changed_at', ARGV[2], 'changed_by', ARGV[3], 'reason', ARGV[4])
+redis.call('HSET', KEYS[1], 'changed_at', ARGV[2], 'changed_by', ARGV[3], 'reason', ARGV[4],
+  'epoch_id', ARGV[5])
 audit(base, ARGV[2], ARGV[3], 'epoch.bump',
   '{"epoch": ' .. epoch .. ', "reason": ' .. cjson.encode(ARGV[4]) .. '}')
 return epoch
 """
 )
+# ARGV: base, user, at, actor, reason, two random epochs (the second if the
+# first is the user's epoch now): never +1, so never a value a token had.
 REVOKE = (
     AUDIT
     + """
 local inc, base = tenant()
 if not inc then return base end
-local epoch = redis.call('HINCRBY', base .. 'user_epochs', ARGV[2], 1)
+local epoch = ARGV[6]
+if redis.call('HGET', base .. 'user_epochs', ARGV[2]) == epoch then epoch = ARGV[7] end
+redis.call('HSET', base .. 'user_epochs', ARGV[2], epoch)
 audit(base, ARGV[3], ARGV[4], 'user.revoke', '{"reason": ' .. cjson.encode(ARGV[5])
   .. ', "user_epoch": ' .. epoch .. ', "user_id": ' .. cjson.encode(ARGV[2]) .. '}')
 return epoch
@@ -196,15 +225,20 @@ end
 # is bound to, with the first binding made here when the token is current.
 # The user epochs carry the incarnation under the field "\\n" (never a user id).
 # ARGV: base, user, key digest ('' for none), link id, device ('' for none),
-# the token's incarnation, epoch and user epoch, when a binding may go.
+# the token's incarnation, epoch and user epoch, when a binding may go, the
+# token's epoch identity. Answers {incarnation, epoch, user epoch, voided,
+# bind (2: bound here and now), bound device, epoch identity[, key name,
+# record, use]}.
 TOKEN_STATE = (
     FIND
+    + DECLARED
     + """
-local m = redis.call('HMGET', KEYS[1], 'incarnation', 'epoch', 'bind_to_first_device')
+local m = redis.call('HMGET', KEYS[1], 'incarnation', 'epoch', 'bind_to_first_device', 'epoch_id')
 if not m[1] then
   if redis.call('EXISTS', KEYS[1]) == 0 then return '!no-tenant' end
-  return {false, m[2], false}
+  return {false, m[2], false, 0, 0, false, false}
 end
+if stale(m[1]) then return '!stale' end
 local base = ARGV[1] .. m[1] .. ':'
 local u = redis.call('HMGET', base .. 'user_epochs', ARGV[2], '\\n')
 if u[2] ~= m[1] then return '!lost' end
@@ -215,17 +249,18 @@ if ARGV[4] ~= '' then
     bind = 1
     bound = redis.call('HGET', base .. 'bound', ARGV[4])
     if not bound and ARGV[5] ~= '' and voided == 0 and ARGV[6] == m[1] and ARGV[7] == m[2]
-        and ARGV[8] == (u[1] or '0') then
+        and ARGV[8] == (u[1] or '0') and ARGV[10] == (m[4] or '0') then
       redis.call('HSET', base .. 'bound', ARGV[4], ARGV[5])
       redis.call('ZADD', base .. 'bound_exp', ARGV[9], ARGV[4])
-      bound = ARGV[5]
+      bind, bound = 2, ARGV[5]
     end
   end
 end
-if ARGV[3] == '' then return {m[1], m[2], u[1], voided, bind, bound} end
+local eid = m[4] or false
+if ARGV[3] == '' then return {m[1], m[2], u[1], voided, bind, bound, eid} end
 local key = find_key(base, ARGV[3])  -- the portal's tenant key, in the same trip
-if not key then return {m[1], m[2], u[1], voided, bind, bound, false} end
-return {m[1], m[2], u[1], voided, bind, bound, key[1], key[2], key[3]}
+if not key then return {m[1], m[2], u[1], voided, bind, bound, eid, false} end
+return {m[1], m[2], u[1], voided, bind, bound, eid, key[1], key[2], key[3]}
 """
 )
 ISSUE_STATE = (
@@ -251,9 +286,11 @@ return {meta, epochs}
 # sign-in counts on its link in the ledger.
 SIGNINS = (
     APPEND
+    + DECLARED
     + """
 local inc = redis.call('HGET', KEYS[1], 'incarnation')
 if not inc or (ARGV[2] ~= '' and ARGV[2] ~= inc) then return 0 end
+if stale(inc) then return '!stale' end
 local base = ARGV[1] .. inc .. ':'
 local userprefix = base .. 'signins:'
 for i = 3, #ARGV, 5 do
@@ -328,9 +365,11 @@ end
 # A tenant's log. KEYS: meta; ARGV: base, '(' .. before, batch size, 'audit' or 'signins'.
 PRUNE = (
     PRUNE_LOG
+    + DECLARED
     + """
 local inc = redis.call('HGET', KEYS[1], 'incarnation')
 if not inc then return 0 end
+if stale(inc) then return '!stale' end
 local base = ARGV[1] .. inc .. ':'
 local signins = ARGV[4] == 'signins'
 local userprefix = signins and base .. 'signins:' or nil
@@ -380,9 +419,11 @@ return 1
 # ARGV: base, hex digest -> {name, record, last use} or false.
 FIND_KEY = (
     FIND
+    + DECLARED
     + """
 local inc = redis.call('HGET', KEYS[1], 'incarnation')
 if not inc then return false end
+if stale(inc) then return '!stale' end
 return find_key(ARGV[1] .. inc .. ':', ARGV[2])
 """
 )
@@ -448,9 +489,11 @@ end
 # id, user, issued_at, expires_at, record JSON) for each link.
 RECORD_LINKS = (
     LEDGER_CLEANUP
+    + DECLARED
     + """
 local inc = redis.call('HGET', KEYS[1], 'incarnation')
 if not inc or inc ~= ARGV[2] then return 0 end
+if stale(inc) then return '!stale' end
 local base = ARGV[1] .. inc .. ':'
 for i = 6, #ARGV, 5 do
   if redis.call('HSETNX', base .. 'links', ARGV[i], ARGV[i + 4]) == 1 then
@@ -467,22 +510,25 @@ return 1
 # A tenant's cleanup alone (pruning). ARGV: base, cut_links, cut_now, budget.
 CLEAN_LEDGER = (
     LEDGER_CLEANUP
+    + DECLARED
     + """
 local inc = redis.call('HGET', KEYS[1], 'incarnation')
 if not inc then return 0 end
+if stale(inc) then return '!stale' end
 return cleanup(ARGV[1] .. inc .. ':', ARGV[2], ARGV[3], tonumber(ARGV[4]))
 """
 )
 # A ledger entry with its status as a verification would answer now.
 LINK_STATUS = """
-local function link_status(base, epoch, id, expired_before)
+local function link_status(base, epoch, eid, id, expired_before)
   local record = redis.call('HGET', base .. 'links', id)
   if not record then return nil end
   local r = cjson.decode(record)
   local status = 'active'
   if r[6] < expired_before then
     status = 'expired'
-  elseif r[7] ~= epoch or r[8] ~= tonumber(redis.call('HGET', base .. 'user_epochs', r[1]) or '0')
+  elseif r[7] ~= epoch or (r[13] or 0) ~= eid
+      or r[8] ~= tonumber(redis.call('HGET', base .. 'user_epochs', r[1]) or '0')
       or redis.call('HEXISTS', base .. 'voided', id) == 1 then
     status = 'revoked'
   end
@@ -495,11 +541,13 @@ end
 # record, status, bound for each link}, or '!no-link' for an unknown after.
 LINKS_PAGE = (
     LINK_STATUS
+    + DECLARED
     + """
-local m = redis.call('HMGET', KEYS[1], 'incarnation', 'epoch')
+local m = redis.call('HMGET', KEYS[1], 'incarnation', 'epoch', 'epoch_id')
 if not m[1] then return '!no-tenant' end
+if stale(m[1]) then return '!stale' end
 local base = ARGV[1] .. m[1] .. ':'
-local epoch, index = tonumber(m[2]), base .. ARGV[2]
+local epoch, eid, index = tonumber(m[2]), tonumber(m[3] or '0'), base .. ARGV[2]
 local start = 0
 if ARGV[3] ~= '' then
   local rank = redis.call('ZREVRANK', index, ARGV[3])
@@ -513,7 +561,7 @@ while #found <= limit and scanned < budget do
   if #ids == 0 then break end
   for _, id in ipairs(ids) do
     scanned, start, last = scanned + 1, start + 1, id
-    local link = link_status(base, epoch, id, expired_before)
+    local link = link_status(base, epoch, eid, id, expired_before)
     if link and (ARGV[5] == '' or ARGV[5] == link[3]) then found[#found + 1] = link end
     if #found > limit or scanned >= budget then break end
   end
@@ -533,10 +581,13 @@ return out
 # One ledger entry. ARGV: base, link id, expired_before.
 LINK = (
     LINK_STATUS
+    + DECLARED
     + """
-local m = redis.call('HMGET', KEYS[1], 'incarnation', 'epoch')
+local m = redis.call('HMGET', KEYS[1], 'incarnation', 'epoch', 'epoch_id')
 if not m[1] then return '!no-tenant' end
-return link_status(ARGV[1] .. m[1] .. ':', tonumber(m[2]), ARGV[2], tonumber(ARGV[3])) or false
+if stale(m[1]) then return '!stale' end
+return link_status(ARGV[1] .. m[1] .. ':', tonumber(m[2]), tonumber(m[3] or '0'), ARGV[2],
+  tonumber(ARGV[3])) or false
 """
 )
 # Void one link. ARGV: base, link id, ledger ('1' or '0'), now, keep until

@@ -45,6 +45,7 @@ from service.store import (
     Signin,
     TenantInfo,
     TokenState,
+    fresh_epoch_value,
 )
 
 __all__ = ["SqliteStore"]
@@ -172,6 +173,8 @@ _ADDED_COLUMNS = (
     ("tenants", "bind_to_first_device", "INTEGER NOT NULL DEFAULT 0"),
     ("tenants", "role_mailboxes", "TEXT"),
     ("signins", "link_id", "TEXT"),
+    ("tenants", "epoch_id", "INTEGER NOT NULL DEFAULT 0"),
+    ("links", "epoch_id", "INTEGER NOT NULL DEFAULT 0"),
 )
 #: How long the ledger keeps a link past its expiry.
 LEDGER_GRACE_SECONDS = 86400
@@ -194,17 +197,18 @@ _COUNTER_INCR = (
 
 # One statement, one round trip: the tenant's incarnation, its global epoch,
 # the user's epoch (0 for a user never revoked), the tenant's binding
-# setting, whether the link is voided and the device it is bound to, as of
-# the same instant. No row: no such tenant. A tenant's rows elsewhere are
-# keyed by its incarnation, so a tenant deleted and made again shares nothing
-# with the old.
+# setting, whether the link is voided and the device it is bound to, and the
+# global epoch's random identity, as of the same instant. No row: no such
+# tenant. A tenant's rows elsewhere are keyed by its incarnation, so a tenant
+# deleted and made again shares nothing with the old.
 _STATE_COLUMNS = (
     "SELECT t.incarnation, t.epoch,"
     " COALESCE((SELECT u.epoch FROM user_epochs u"
     " WHERE u.tenant = t.incarnation AND u.user_id = :user), 0),"
     " t.bind_to_first_device,"
     " EXISTS (SELECT 1 FROM voided_links v WHERE v.tenant = t.incarnation AND v.link_id = :link),"
-    " (SELECT b.device FROM bindings b WHERE b.tenant = t.incarnation AND b.link_id = :link)"
+    " (SELECT b.device FROM bindings b WHERE b.tenant = t.incarnation AND b.link_id = :link),"
+    " t.epoch_id"
 )
 _TOKEN_STATE = _STATE_COLUMNS + " FROM tenants t WHERE t.tenant_id = :tenant"
 # The same, and the tenant key of a digest (NULLs when there is none).
@@ -220,7 +224,8 @@ _LINK_SELECT = (
     "SELECT l.link_id, l.user_id, l.target, l.reference, l.issued_by, l.issued_at,"
     " l.expires_at, l.epoch, l.user_epoch, l.uses, l.first_used_at, l.last_used_at, l.last_ip,"
     " CASE WHEN l.expires_at < :expired THEN 'expired'"
-    " WHEN l.epoch != t.epoch OR l.user_epoch != COALESCE((SELECT u.epoch FROM user_epochs u"
+    " WHEN l.epoch != t.epoch OR l.epoch_id != t.epoch_id"
+    " OR l.user_epoch != COALESCE((SELECT u.epoch FROM user_epochs u"
     " WHERE u.tenant = l.tenant AND u.user_id = l.user_id), 0)"
     " OR EXISTS (SELECT 1 FROM voided_links v WHERE v.tenant = l.tenant AND v.link_id = l.link_id)"
     " THEN 'revoked' ELSE 'active' END AS status,"
@@ -229,7 +234,8 @@ _LINK_SELECT = (
 )
 _INSERT_LINK = (
     "INSERT OR IGNORE INTO links (tenant, link_id, user_id, target, reference, issued_by,"
-    " issued_at, expires_at, epoch, user_epoch) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " issued_at, expires_at, epoch, user_epoch, epoch_id)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 # A successful sign-in counts on its link: first use, last use and from where
 # (the latest click wins, whichever worker wrote it first).
@@ -628,20 +634,28 @@ class SqliteStore:
                 row = self._conn().execute(_TOKEN_STATE_AND_KEY, params).fetchone()
         if row is None:
             raise TenantNotFoundError(self.tenant_id)
-        incarnation, epoch, user_epoch, bind, voided, bound = row[:6]
-        if type(incarnation) is not str or type(epoch) is not int or type(user_epoch) is not int:
+        incarnation, epoch, user_epoch, bind, voided, bound, epoch_id = row[:7]
+        if (
+            type(incarnation) is not str
+            or type(epoch) is not int
+            or type(user_epoch) is not int
+            or type(epoch_id) is not int
+        ):
             raise StoreDataError(f"SQLite store {self.path} has epochs of the wrong shape")
-        key = self._key(row[6:]) if len(row) > 6 and row[6] is not None else None
+        key = self._key(row[7:]) if len(row) > 7 and row[7] is not None else None
         if (
             link is not None
             and bind
             and bound is None
             and link.device is not None
             and not voided
-            and (link.incarnation, link.epoch, link.user_epoch) == (incarnation, epoch, user_epoch)
+            and (link.incarnation, link.epoch, link.user_epoch, link.epoch_id)
+            == (incarnation, epoch, user_epoch, epoch_id)
         ):
             bound = self._bind(incarnation, link)
-        return TokenState(incarnation, epoch, user_epoch, key, bool(voided), bool(bind), bound)
+        return TokenState(
+            incarnation, epoch, user_epoch, key, bool(voided), bool(bind), bound, epoch_id=epoch_id
+        )
 
     def _bind(self, incarnation: str, link: LinkCheck) -> str:
         """Bind a current link to its first device; return the device it is bound to.
@@ -669,6 +683,9 @@ class SqliteStore:
             conn.execute("BEGIN")
             try:
                 meta = self._meta()
+                (epoch_id,) = conn.execute(
+                    "SELECT epoch_id FROM tenants WHERE tenant_id = ?", (self.tenant_id,)
+                ).fetchone()
                 epochs: dict[str, int] = {}
                 for start in range(0, len(unique), 900):
                     chunk = unique[start : start + 900]
@@ -689,6 +706,7 @@ class SqliteStore:
             settings=settings,
             user_epochs={u: epochs.get(u, 0) for u in unique},
             portal_base_url=portal,
+            epoch_id=epoch_id,
         )
 
     def settings(self) -> Settings:
@@ -758,8 +776,9 @@ class SqliteStore:
             )
         return self._events(rows)
 
-    def ping(self) -> None:
+    def ping(self) -> str | None:
         self._meta()
+        return None
 
     # -- tenants -----------------------------------------------------------
 
@@ -987,9 +1006,9 @@ class SqliteStore:
     def bump_epoch(self, *, actor: str, reason: str, now: datetime) -> EpochInfo:
         with self._write() as conn:
             row = conn.execute(
-                "UPDATE tenants SET epoch = epoch + 1, changed_at = ?, changed_by = ?, reason = ?"
-                " WHERE tenant_id = ? RETURNING epoch, incarnation",
-                (_ts(now), actor, reason, self.tenant_id),
+                "UPDATE tenants SET epoch = epoch + 1, epoch_id = ?, changed_at = ?,"
+                " changed_by = ?, reason = ? WHERE tenant_id = ? RETURNING epoch, incarnation",
+                (fresh_epoch_value(), _ts(now), actor, reason, self.tenant_id),
             ).fetchone()
             if row is None:
                 raise TenantNotFoundError(self.tenant_id)
@@ -999,11 +1018,16 @@ class SqliteStore:
     def revoke_user(self, user_id: str, *, actor: str, reason: str, now: datetime) -> int:
         with self._write() as conn:
             incarnation = self._incarnation(conn)
+            old = conn.execute(
+                "SELECT epoch FROM user_epochs WHERE tenant = ? AND user_id = ?",
+                (incarnation, user_id),
+            ).fetchone()
+            # A fresh random value, not epoch + 1: never one a token had before.
             row = conn.execute(
-                "INSERT INTO user_epochs (tenant, user_id, epoch, revoked_at) VALUES (?, ?, 1, ?)"
-                " ON CONFLICT (tenant, user_id) DO UPDATE SET epoch = epoch + 1,"
+                "INSERT INTO user_epochs (tenant, user_id, epoch, revoked_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (tenant, user_id) DO UPDATE SET epoch = excluded.epoch,"
                 " revoked_at = excluded.revoked_at RETURNING epoch",
-                (incarnation, user_id, _ts(now)),
+                (incarnation, user_id, fresh_epoch_value(old and old[0]), _ts(now)),
             ).fetchone()
             self._audit(
                 conn,
@@ -1057,6 +1081,7 @@ class SqliteStore:
                 _ts(link.expires_at),
                 link.epoch,
                 link.user_epoch,
+                link.epoch_id,
             )
             for link in links
         ]

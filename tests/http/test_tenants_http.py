@@ -935,6 +935,8 @@ def test_reap_never_touches_a_tenant_made_again_under_the_same_id(app, client, c
     signins = get(client, "/v1/tenants/acme/admin/signins")
     revoked_token = token(client, "acme", "9")
     client.post("/v1/tenants/acme/admin/users/9/revoke", json={"reason": "r"}, headers=ADMIN)
+    acme = app.extensions["store"].tenant("acme")
+    user_epochs = {user: acme.token_state(user).user_epoch for user in ("1", "2", "3", "4")}
 
     reap_some(app, budget=1)
 
@@ -943,8 +945,8 @@ def test_reap_never_touches_a_tenant_made_again_under_the_same_id(app, client, c
     assert get(client, "/v1/tenants/acme/admin/audit")["events"][1:] == audit["events"]
     assert_problem(verify(client, "acme", revoked_token), 401, "token_revoked")
     assert verify(client, "acme", token(client, "acme", "9")).status_code == 200
-    for user in ("1", "2", "3", "4"):
-        assert app.extensions["store"].tenant("acme").token_state(user).user_epoch == 1
+    assert {user: acme.token_state(user).user_epoch for user in user_epochs} == user_epochs
+    assert 0 not in user_epochs.values()  # revoked by fill(), and kept
 
 
 def test_reap_leaves_other_tenants_and_default_alone(app, client, links):
@@ -966,12 +968,14 @@ def test_reap_leaves_other_tenants_and_default_alone(app, client, links):
         )
     }
 
+    revoked = app.extensions["store"].token_state("7").user_epoch
+    assert revoked != 0
     assert delete(client, "acme").status_code == 204
     reap_some(app, budget=2)
 
     assert {path: get(client, path) for path in before} == before
     assert links.verify(default_token).status_code == 200
-    assert app.extensions["store"].token_state("7").user_epoch == 1
+    assert app.extensions["store"].token_state("7").user_epoch == revoked
 
 
 def test_the_background_reaper_removes_a_deleted_tenant_s_data(app, client, config, monkeypatch):

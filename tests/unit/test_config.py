@@ -83,7 +83,7 @@ def test_bad_setting_stops_the_start_naming_it(base, change, setting):
     assert "\n" not in str(exc_info.value)
 
 
-LONG_KID = "a" * 19  # with HS256 and the default issuer and audience, one too many
+LONG_KID = "a" * 12  # with HS256 and the default issuer and audience, one too many
 
 
 @pytest.mark.parametrize(
@@ -91,6 +91,9 @@ LONG_KID = "a" * 19  # with HS256 and the default issuer and audience, one too m
     (
         {"SIGNING_KEYS": {LONG_KID: "s" * 48}, "ACTIVE_KEY_ID": LONG_KID},
         {"SIGNING_KEYS": {"k1": "s" * 64}, "TOKEN_ALGORITHM": "HS512"},
+        # Since tokens carry the epoch's identity (eid), HS384's longer
+        # signature needs a shorter issuer or audience than the defaults.
+        {"SIGNING_KEYS": {"k1": "s" * 48}, "TOKEN_ALGORITHM": "HS384"},
         {"TOKEN_ISSUER": "https://autologin.helpdesk.example.com/links"},
     ),
 )
@@ -106,7 +109,12 @@ def test_settings_making_tokens_longer_than_the_contract_allows_stop_the_start(b
     "change",
     (
         {"SIGNING_KEYS": {LONG_KID[:-1]: "s" * 48}, "ACTIVE_KEY_ID": LONG_KID[:-1]},
-        {"SIGNING_KEYS": {"k1": "s" * 48}, "TOKEN_ALGORITHM": "HS384"},
+        {
+            "SIGNING_KEYS": {"k1": "s" * 48},
+            "TOKEN_ALGORITHM": "HS384",
+            "TOKEN_ISSUER": "autologin",
+            "TOKEN_AUDIENCE": "portal",
+        },
     ),
 )
 def test_settings_at_the_contracts_token_length_start(base, change):

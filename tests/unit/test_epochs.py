@@ -65,9 +65,10 @@ def test_concurrent_bumps_are_never_lost(store):
 
 
 def test_revoke_user_touches_only_that_user(store):
-    assert store.revoke_user("42", actor="ops", reason="lost phone", now=T0) == 1
-    assert store.revoke_user("42", actor="ops", reason="again", now=T0) == 2
-    assert store.token_state("42").user_epoch == 2
+    first = store.revoke_user("42", actor="ops", reason="lost phone", now=T0)
+    second = store.revoke_user("42", actor="ops", reason="again", now=T0)
+    assert len({0, first, second}) == 3  # fresh random values, never reused
+    assert store.token_state("42").user_epoch == second
     assert store.token_state("43").user_epoch == 0
     assert store.token_state("42").epoch == 1
     event = store.audit_events(limit=1)[0]
@@ -76,9 +77,9 @@ def test_revoke_user_touches_only_that_user(store):
 
 
 def test_issue_state_reads_settings_and_every_users_epoch(store):
-    store.revoke_user("b", actor="ops", reason="r", now=T0)
+    revoked = store.revoke_user("b", actor="ops", reason="r", now=T0)
     state = store.issue_state(["a", "b", "a"])
-    assert dict(state.user_epochs) == {"a": 0, "b": 1}
+    assert dict(state.user_epochs) == {"a": 0, "b": revoked}
     assert state.settings == DEFAULTS
     assert state.incarnation == store.token_state("a").incarnation
 
@@ -94,13 +95,15 @@ def test_settings_update_is_audited(store):
 
 def test_state_survives_reopening(store_url, options, store):
     store.bump_epoch(actor="ops", reason="r", now=T0)
-    store.revoke_user("42", actor="ops", reason="r", now=T0)
+    revoked = store.revoke_user("42", actor="ops", reason="r", now=T0)
     store.update_settings({"auto_login_enabled": True}, actor="ops", now=T0)
-    incarnation = store.token_state("42").incarnation
+    before = store.token_state("42")
+    assert before.epoch_id != 0  # the bump drew an identity
     again = open_store(store_url, defaults=DEFAULTS, options=options)
     try:
         state = again.token_state("42")
-        assert (state.incarnation, state.epoch, state.user_epoch) == (incarnation, 2, 1)
+        assert state == before
+        assert (state.epoch, state.user_epoch) == (2, revoked)
         assert again.settings().auto_login_enabled is True
     finally:
         again.close()

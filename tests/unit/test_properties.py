@@ -71,6 +71,7 @@ states = st.builds(
     link_revoked=st.just(False),
     bind_to_first_device=st.just(False),
     bound_device=st.none(),
+    epoch_id=epochs,
 )
 json_scalars = (
     st.none()
@@ -119,10 +120,11 @@ def test_issue_then_verify_round_trips_to_the_same_claims(issued):
     token, claims, (user_id, state, target, ttl, now, kid) = issued
     assert verify_token(token, RING) == claims
     assert claims.user_id == user_id and claims.target == target and claims.key_id == kid
-    assert (claims.incarnation, claims.epoch, claims.user_epoch) == (
+    assert (claims.incarnation, claims.epoch, claims.user_epoch, claims.epoch_id) == (
         state.incarnation,
         state.epoch,
         state.user_epoch,
+        state.epoch_id,
     )
     assert claims.issued_at == int(now.timestamp())
     assert claims.expires_at - claims.issued_at == ttl

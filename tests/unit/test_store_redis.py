@@ -115,15 +115,15 @@ def test_the_click_read_loads_the_script_again_after_redis_forgot_it(store, raw,
 
 
 def test_a_connection_redis_closed_is_replaced_without_an_error(store, raw):
-    store.revoke_user("42", actor="a", reason="r", now=T0)
-    assert store.token_state("42").user_epoch == 1
+    revoked = store.revoke_user("42", actor="a", reason="r", now=T0)
+    assert store.token_state("42").user_epoch == revoked
     raw.client_kill_filter(skipme=True)  # as a restart or a timeout on the server would
-    assert store.token_state("42").user_epoch == 1
+    assert store.token_state("42").user_epoch == revoked
     assert store.token_state("7").user_epoch == 0
 
 
 def test_a_reply_never_answers_a_later_request(store, monkeypatch):
-    store.revoke_user("42", actor="a", reason="r", now=T0)
+    revoked = store.revoke_user("42", actor="a", reason="r", now=T0)
     store.token_state("7")
     read = Connection.read_response
 
@@ -135,7 +135,7 @@ def test_a_reply_never_answers_a_later_request(store, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         store.token_state("42")
     assert store.token_state("7").user_epoch == 0  # not 42's epoch, left on the wire
-    assert store.token_state("42").user_epoch == 1
+    assert store.token_state("42").user_epoch == revoked
 
 
 def test_a_store_on_a_unix_socket_reads_and_writes_like_one_on_tcp(tmp_path):
@@ -144,10 +144,10 @@ def test_a_store_on_a_unix_socket_reads_and_writes_like_one_on_tcp(tmp_path):
     with RedisServer(extra_args=extra) as server:
         store = RedisStore.from_url(f"unix://{socket_path}?db=0", defaults=DEFAULTS)
         try:
-            store.revoke_user("42", actor="a", reason="r", now=T0)
+            revoked = store.revoke_user("42", actor="a", reason="r", now=T0)
             assert store.bump_epoch(actor="a", reason="r", now=T0).epoch == 2
             state = store.token_state("42")  # the click's own connection, over the socket
-            assert (state.epoch, state.user_epoch) == (2, 1)
+            assert (state.epoch, state.user_epoch) == (2, revoked)
             assert store._click.connection.__class__.__name__ == "UnixDomainSocketConnection"
         finally:
             store.close()
@@ -164,7 +164,7 @@ def test_a_thread_finding_the_click_connection_busy_reads_through_the_pool(store
 
 
 def test_many_threads_reading_at_once_all_get_the_right_epochs(store):
-    store.revoke_user("42", actor="a", reason="r", now=T0)
+    revoked = store.revoke_user("42", actor="a", reason="r", now=T0)
     results = []
 
     def read():
@@ -175,7 +175,7 @@ def test_many_threads_reading_at_once_all_get_the_right_epochs(store):
         thread.start()
     for thread in threads:
         thread.join()
-    assert results.count(1) == results.count(0) == 300
+    assert results.count(revoked) == results.count(0) == 300
 
 
 def test_close_releases_every_connection_of_the_store(own_redis):
@@ -197,14 +197,14 @@ def test_close_releases_every_connection_of_the_store(own_redis):
 
 
 def test_issue_state_is_one_round_trip_for_many_users(store, sends):
-    store.revoke_user("u3", actor="admin", reason="leak", now=T0)
+    revoked = store.revoke_user("u3", actor="admin", reason="leak", now=T0)
     store.issue_state(["u1"])
     sends[0] = 0
     users = [f"u{i}" for i in range(2500)]
     state = store.issue_state(users + ["u3"])
     assert sends[0] == 1
-    assert state.user_epochs["u3"] == 1
-    assert sum(state.user_epochs.values()) == 1
+    assert state.user_epochs["u3"] == revoked
+    assert sum(state.user_epochs.values()) == revoked
     assert list(state.user_epochs) == users
 
 
@@ -229,16 +229,18 @@ def test_concurrent_bumps_from_eight_workers_are_never_lost(open_):
 
 
 def test_revoking_a_user_changes_only_that_users_epoch(store):
-    assert store.revoke_user("42", actor="admin", reason="leak", now=T0) == 1
-    assert store.revoke_user("42", actor="admin", reason="again", now=T0) == 2
-    assert store.token_state("42").user_epoch == 2
+    first = store.revoke_user("42", actor="admin", reason="leak", now=T0)
+    second = store.revoke_user("42", actor="admin", reason="again", now=T0)
+    # A fresh random value each time, never +1: no value comes back after a failover.
+    assert len({0, 1, first, second}) == 4
+    assert store.token_state("42").user_epoch == second
     assert store.token_state("43").user_epoch == 0
     assert store.epoch().epoch == 1
-    assert store.issue_state(["43", "42"]).user_epochs == {"43": 0, "42": 2}
+    assert store.issue_state(["43", "42"]).user_epochs == {"43": 0, "42": second}
     event = store.audit_events(limit=1)[0]
     assert (event.action, event.detail) == (
         "user.revoke",
-        {"user_id": "42", "user_epoch": 2, "reason": "again"},
+        {"user_id": "42", "user_epoch": second, "reason": "again"},
     )
 
 
@@ -485,13 +487,15 @@ def test_epochs_and_settings_survive_a_restart_with_appendonly(own_redis, how):
     try:
         incarnation = store.token_state("42").incarnation
         store.bump_epoch(actor="a", reason="r", now=T0)
-        store.revoke_user("42", actor="a", reason="r", now=T0)
+        revoked = store.revoke_user("42", actor="a", reason="r", now=T0)
         store.update_settings(
             {"auto_login_enabled": True, "token_ttl_seconds": 3600}, actor="a", now=T0
         )
+        epoch_id = store.token_state("42").epoch_id
+        assert epoch_id != 0
         getattr(own_redis, how)()
         own_redis.start()
-        expected = (incarnation, 2, 1)
+        expected = (incarnation, 2, revoked, None, epoch_id)
         assert store.token_state("42") == TokenState(*expected)
         reopened = RedisStore.from_url(own_redis.url, defaults=DEFAULTS)
         try:
@@ -685,4 +689,5 @@ def test_a_live_tenant_left_in_the_trash_never_stops_the_reaping_of_the_others(s
             break
 
     assert not raw.exists(gone)
-    assert store.tenant("acme").token_state("42").user_epoch == 1  # the live one untouched
+    # the live one untouched
+    assert store.tenant("acme").token_state("42").user_epoch != 0

@@ -16,7 +16,7 @@ from service.errors import (
     MalformedTokenError,
     RevokedTokenError,
 )
-from service.store import TokenState
+from service.store import EPOCH_VALUES, TokenState, fresh_epoch_value
 from service.tokens import (
     PURPOSE,
     REQUIRED_CLAIMS,
@@ -67,10 +67,12 @@ def test_issue_sets_exact_iat_exp_and_every_claim():
     decoded = claims_of(token)
     assert decoded["iat"] == int(T0.timestamp())
     assert decoded["exp"] == int(T0.timestamp()) + 3600
-    assert set(decoded) == set(REQUIRED_CLAIMS)
+    assert set(decoded) == {*REQUIRED_CLAIMS, "eid"}
     assert decoded["sub"] == "42" and decoded["pur"] == PURPOSE
     assert (decoded["sid"], decoded["ep"], decoded["uep"]) == ("inc-A", 3, 1)
-    assert jwt.get_unverified_header(token) == {"alg": "HS256", "kid": "k1", "typ": "JWT"}
+    assert decoded["eid"] == STATE.epoch_id
+    # No "typ" (optional, RFC 7519 5.1): its characters went to the epoch identity.
+    assert jwt.get_unverified_header(token) == {"alg": "HS256", "kid": "k1"}
     assert claims.expires_at - claims.issued_at == 3600
 
 
@@ -230,6 +232,9 @@ def test_forged_expired_token_is_never_called_expired(frozen):
         (TokenState("inc-A", 4, 1), "global"),
         (TokenState("inc-A", 2, 1), "global"),
         (TokenState("inc-A", 3, 2), "user"),
+        # The same epoch number with another identity: a bump lost in a
+        # failover and made again (tokens carry eid; STATE has none, 0).
+        (TokenState("inc-A", 3, 1, epoch_id=4_000_000_001), "global"),
     ),
 )
 def test_epoch_mismatch_is_revoked(state, scope):
@@ -255,10 +260,53 @@ def test_revoked_error_carries_both_epochs():
 def test_token_fits_512_characters_for_36_char_user_and_64_char_target():
     user = "u" * 36
     target = "/" + "t" * 63
-    token, _ = issue_token(
-        user, TokenState("x" * 12, 10**6, 10**6), target=target, ring=ring(), ttl=604800, now=T0
-    )
+    largest = EPOCH_VALUES[1] - 1  # a random identity and user epoch at their longest
+    state = TokenState("x" * 12, 10**6, largest, epoch_id=largest)
+    token, _ = issue_token(user, state, target=target, ring=ring(), ttl=604800, now=T0)
     assert len(token) <= 512
+
+
+def test_a_token_carries_its_epochs_identity_and_only_that_identity_passes():
+    state = TokenState("inc-A", 3, fresh_epoch_value(), epoch_id=fresh_epoch_value())
+    token, claims = issue_token("42", state, target="/", ring=ring(), ttl=60, now=T0)
+    assert claims_of(token)["eid"] == state.epoch_id
+    check_epochs(verify_token(token, ring()), state)
+    for other in (0, fresh_epoch_value(state.epoch_id)):
+        with pytest.raises(RevokedTokenError) as exc_info:
+            check_epochs(verify_token(token, ring()), state._replace(epoch_id=other))
+        assert exc_info.value.scope == "global"
+
+
+def test_a_token_from_before_epoch_identities_verifies_until_the_next_bump():
+    # Minted as the version before wrote them: a "typ" header, no eid claim.
+    payload = {
+        "iss": "autologin-links",
+        "aud": "helpdesk-portal",
+        "sub": "42",
+        "iat": int(T0.timestamp()),
+        "exp": int(T0.timestamp()) + 60,
+        "jti": "abcdefghijklmnop",
+        "pur": PURPOSE,
+        "sid": "inc-A",
+        "ep": 3,
+        "uep": 1,
+        "tgt": "/",
+    }
+    old = jwt.encode(payload, K1, algorithm="HS256", headers={"kid": "k1", "typ": "JWT"})
+    claims = verify_token(old, ring())
+    assert claims.epoch_id == 0
+    check_epochs(claims, TokenState("inc-A", 3, 1))  # a store that has no identity yet
+    with pytest.raises(RevokedTokenError):  # the next bump gives the epoch one
+        check_epochs(claims, TokenState("inc-A", 4, 1, epoch_id=fresh_epoch_value()))
+
+
+@pytest.mark.parametrize("eid", (-1, 1.5, "7", True, None))
+def test_an_epoch_identity_that_is_not_a_whole_number_is_invalid(eid):
+    token, _ = issue_token("42", STATE, target="/", ring=ring(), ttl=60, now=T0)
+    payload = {**claims_of(token), "eid": eid}
+    forged = jwt.encode(payload, K1, algorithm="HS256", headers={"kid": "k1"})
+    with pytest.raises(MalformedTokenError):
+        verify_token(forged, ring())
 
 
 def test_issued_token_is_a_standard_jws_that_pyjwt_decodes():
