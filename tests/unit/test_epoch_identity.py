@@ -10,6 +10,8 @@ the bump, as the replica that took over would have it.
 
 from __future__ import annotations
 
+import base64
+import json
 import sqlite3
 from collections.abc import Callable
 
@@ -64,6 +66,11 @@ def token_of(actions: LinkActions, user_id: str = "42") -> str:
     return actions.issue(user_id).json["url"].split("auto_login=", 1)[1]
 
 
+def link_id_of(token: str) -> str:
+    payload = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["jti"]
+
+
 def verify(client, token: str) -> tuple[int, str | None]:
     response = client.post("/v1/tokens/verify", json={"token": token}, headers=auth("portal-key"))
     return response.status_code, response.json.get("code")
@@ -83,6 +90,9 @@ def test_tokens_issued_under_a_lost_bump_stay_void_after_the_next_one(app, clien
     assert again.json["epoch"] == first + 1  # the number comes back: displayed as it counts
     assert verify(client, under_lost) == (401, "token_revoked")  # its identity does not
     assert verify(client, token_of(actions)) == (200, None)
+    # The ledger says what a verification says.
+    link = client.get(f"/v1/admin/links/{link_id_of(under_lost)}", headers=ADMIN)
+    assert link.json["status"] == "revoked"
 
 
 def test_tokens_issued_under_a_lost_user_revocation_stay_void_after_the_next(app, client, actions):

@@ -495,11 +495,11 @@ def test_epochs_and_settings_survive_a_restart_with_appendonly(own_redis, how):
         assert epoch_id != 0
         getattr(own_redis, how)()
         own_redis.start()
-        expected = (incarnation, 2, revoked, None, epoch_id)
-        assert store.token_state("42") == TokenState(*expected)
+        expected = TokenState(incarnation, 2, revoked, epoch_id=epoch_id)
+        assert store.token_state("42") == expected
         reopened = RedisStore.from_url(own_redis.url, defaults=DEFAULTS)
         try:
-            assert reopened.token_state("42") == TokenState(*expected)
+            assert reopened.token_state("42") == expected
             assert reopened.settings() == Settings(True, 3600)
             assert [e.action for e in reopened.audit_events(limit=1)] == ["settings.update"]
         finally:

@@ -10,7 +10,7 @@ import pytest
 
 from service.config import _DEFAULTS_FILE, validate_config
 from service.errors import ConfigError, StoreNotAcknowledgedError
-from service.store import Settings, open_store
+from service.store import LinkCheck, Settings, open_store
 from service.store.redis import RedisStore
 from service.store.redis_urls import CLUSTER, SENTINEL, parse_store_url
 from tests.conftest import production_config
@@ -176,6 +176,32 @@ def test_a_change_that_writes_only_sometimes_waits_only_when_it_wrote(primary_an
         with pytest.raises(StoreNotAcknowledgedError):
             store._run(store._revoke_script, args, change=lambda reply: True)
         assert store.token_state("42").user_epoch in (1_000_000_001, 1_000_000_002)
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("ack", [1, 2])
+def test_a_first_binding_waits_for_the_replicas_too(primary_and_replica, ack):
+    primary, _ = primary_and_replica
+    store = RedisStore.from_url(primary.url, defaults=DEFAULTS, redis_min_replicas_ack=ack)
+    try:
+        if ack == 2:  # set while one replica is enough to say it was applied
+            with pytest.raises(StoreNotAcknowledgedError):
+                store.update_settings({"bind_to_first_device": True}, actor="a", now=T0)
+        else:
+            store.update_settings({"bind_to_first_device": True}, actor="a", now=T0)
+        state = store.token_state("42")
+        check = LinkCheck(
+            "link-0123456789abcd", state.incarnation, state.epoch, 0, "dev-a", 2_000_000_000, 0
+        )
+        if ack == 1:
+            assert store.token_state("42", link=check).bound_device == "dev-a"
+        else:  # one replica of two: the binding may have been made, the click is refused
+            with pytest.raises(StoreNotAcknowledgedError):
+                store.token_state("42", link=check)
+            assert store.token_state("42", link=check).bound_device == "dev-a"  # it was
+        # A binding that exists already writes nothing: no wait, whatever the replicas.
+        assert store.token_state("42", link=check._replace(device="dev-b")).bound_device == "dev-a"
     finally:
         store.close()
 
