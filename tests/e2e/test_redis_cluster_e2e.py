@@ -41,7 +41,12 @@ def launch(tmp_path):
     def launch(store_url: str, **extra) -> GunicornServer:
         prefix = f"cl-{secrets.token_hex(PREFIX_BYTES)}:"
         config = production_config(
-            store_url, STORE_KEY_PREFIX=prefix, RATE_LIMITS_ENABLED=False, **extra
+            store_url,
+            STORE_KEY_PREFIX=prefix,
+            RATE_LIMITS_ENABLED=False,
+            # WAIT gets 1 s: a loaded test machine's replicas confirm within it.
+            REDIS_SOCKET_TIMEOUT_SECONDS=2.0,
+            **extra,
         )
         workdir = tmp_path / f"host-{len(servers)}"
         workdir.mkdir()

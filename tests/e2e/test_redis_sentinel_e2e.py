@@ -37,6 +37,8 @@ def launch(tmp_path):
             store_url,
             STORE_KEY_PREFIX=f"ha-{secrets.token_hex(4)}:",
             RATE_LIMITS_ENABLED=False,  # the load is far above the default limits
+            # WAIT gets 1 s: a loaded test machine's replicas confirm within it.
+            REDIS_SOCKET_TIMEOUT_SECONDS=2.0,
             **extra,
         )
         workdir = tmp_path / f"host-{len(servers)}"

@@ -120,6 +120,17 @@ def test_an_unreachable_cluster_stops_the_start_with_one_clear_line():
     assert CLUSTER  # the kind such a URL names
 
 
+def open_replicated(primary: RedisServer, ack: int) -> RedisStore:
+    # A wait of 1 s (half the socket timeout): the replica of a loaded test
+    # machine confirms within it, where the default 0.25 s is sometimes short.
+    return RedisStore.from_url(
+        primary.url,
+        defaults=DEFAULTS,
+        redis_min_replicas_ack=ack,
+        redis_socket_timeout_seconds=2.0,
+    )
+
+
 @pytest.fixture
 def primary_and_replica():
     with RedisServer(appendonly=True) as primary:
@@ -131,7 +142,7 @@ def primary_and_replica():
 
 def test_a_change_waits_for_the_replicas_it_asks_for(primary_and_replica):
     primary, replica = primary_and_replica
-    store = RedisStore.from_url(primary.url, defaults=DEFAULTS, redis_min_replicas_ack=1)
+    store = open_replicated(primary, 1)
     try:
         assert store.ping() is None
         assert store.bump_epoch(actor="a", reason="r", now=T0).epoch == 2
@@ -145,7 +156,7 @@ def test_a_change_fewer_replicas_confirm_raises_and_says_it_may_have_been_applie
     primary_and_replica,
 ):
     primary, _ = primary_and_replica
-    store = RedisStore.from_url(primary.url, defaults=DEFAULTS, redis_min_replicas_ack=2)
+    store = open_replicated(primary, 2)
     try:
         assert "REDIS_MIN_REPLICAS_ACK" in store.ping()  # one replica of the two
         for change in (
@@ -168,7 +179,7 @@ def test_a_change_fewer_replicas_confirm_raises_and_says_it_may_have_been_applie
 
 def test_a_change_that_writes_only_sometimes_waits_only_when_it_wrote(primary_and_replica):
     primary, _ = primary_and_replica
-    store = RedisStore.from_url(primary.url, defaults=DEFAULTS, redis_min_replicas_ack=2)
+    store = open_replicated(primary, 2)
     try:
         args = ("42", T0.timestamp(), "a", "r", 1_000_000_001, 1_000_000_002)
         # As a click's first binding will: WAIT only if the reply says it wrote.
@@ -183,7 +194,7 @@ def test_a_change_that_writes_only_sometimes_waits_only_when_it_wrote(primary_an
 @pytest.mark.parametrize("ack", [1, 2])
 def test_a_first_binding_waits_for_the_replicas_too(primary_and_replica, ack):
     primary, _ = primary_and_replica
-    store = RedisStore.from_url(primary.url, defaults=DEFAULTS, redis_min_replicas_ack=ack)
+    store = open_replicated(primary, ack)
     try:
         if ack == 2:  # set while one replica is enough to say it was applied
             with pytest.raises(StoreNotAcknowledgedError):
