@@ -1407,4 +1407,8 @@ class RedisStore:
             self._shard_clicks.close()
         if self._clicks is not None and self._clicks.click.pid == os.getpid():
             self._clicks.click.connection.disconnect()
+        # Behind Sentinel: the clients of the Sentinels themselves too.
+        manager = getattr(getattr(self.redis, "connection_pool", None), "sentinel_manager", None)
+        for sentinel in getattr(manager, "sentinels", ()):
+            sentinel.close()
         self.redis.close()
