@@ -181,6 +181,18 @@ _TENANT_DATA = (
     "bound",
     "bound_exp",
 )
+#: The collections of a deleted tenant that can grow big, shrunk a slice at a time.
+_REAP_HASHES = ("user_epochs", "links", "voided", "bound", "keys", "digests", "used")
+_REAP_SORTED_SETS = (
+    "audit",
+    "audit_at",
+    "signins",
+    "signins_at",
+    "links_at",
+    "links_exp",
+    "voided_exp",
+    "bound_exp",
+)
 # The data keys each script touches (after ``{p}{T}:<inc>:``), declared on a Cluster.
 _STATE = ("user_epochs",)
 _AUDITED = ("user_epochs", "seq", "audit", "audit_at")
@@ -1130,11 +1142,36 @@ class RedisStore:
             if users:
                 self.redis.unlink(*(f"{data}links:{user}" for user in users))
                 return True
-            # UNLINK frees a large hash or set in Redis's background thread:
-            # one step, whatever the tenant's size, never a stall.
+            # The big hashes and sorted sets shrink ``budget`` entries a step,
+            # so the reaper's pauses spread the work: freeing 100,000 users'
+            # epochs at once, even in Redis's background thread, competes
+            # with other tenants' clicks for the CPU.
+            if self._shrink(data, budget):
+                return True
             self.redis.unlink(*(f"{data}{name}" for name in _TENANT_DATA))
             self.redis.srem(self._trash_key, member)
             return self.redis.scard(self._trash_key) > 0
+
+    def _shrink(self, data: str, budget: int) -> bool:
+        """Remove up to ``budget`` entries of the first big collection of ``data``; True if any."""
+        sizes = self.redis.pipeline(transaction=False)
+        for name in _REAP_HASHES:
+            sizes.hlen(f"{data}{name}")
+        for name in _REAP_SORTED_SETS:
+            sizes.zcard(f"{data}{name}")
+        names = (*_REAP_HASHES, *_REAP_SORTED_SETS)
+        for name, size in zip(names, sizes.execute(), strict=True):
+            if size <= budget:
+                continue  # small: the final UNLINK takes it
+            key = f"{data}{name}"
+            if name in _REAP_HASHES:
+                _, fields = self.redis.hscan(key, 0, count=budget)
+                if fields:
+                    self.redis.hdel(key, *list(fields)[:budget])
+            else:
+                self.redis.zremrangebyrank(key, 0, budget - 1)
+            return True
+        return False
 
     # -- tenant keys -----------------------------------------------------------
 

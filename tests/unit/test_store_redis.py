@@ -691,3 +691,29 @@ def test_a_live_tenant_left_in_the_trash_never_stops_the_reaping_of_the_others(s
     assert not raw.exists(gone)
     # the live one untouched
     assert store.tenant("acme").token_state("42").user_epoch != 0
+
+
+def test_a_big_tenant_is_reaped_a_slice_at_a_time(store, raw, prefix):
+    """No step frees more than its budget of one collection: the pauses spread the work."""
+    store.create_tenant("acme", "https://acme.example.com", actor="a", reason="r", now=T0)
+    acme = store.tenant("acme")
+    for user in range(120):
+        acme.revoke_user(f"u{user}", actor="a", reason="r", now=T0)
+    epochs = data(raw, prefix, "user_epochs", tenant="acme")
+    audit = data(raw, prefix, "audit", tenant="acme")
+    store.delete_tenant("acme", actor="a", reason="r", now=T0)
+
+    sizes = [(raw.hlen(epochs), raw.zcard(audit))]
+    for _ in range(100):
+        more = store.reap(budget=25)
+        sizes.append((raw.hlen(epochs), raw.zcard(audit)))
+        if not more:
+            break
+    shrinks = [
+        (before[0] - after[0], before[1] - after[1])
+        for before, after in zip(sizes, sizes[1:], strict=False)
+    ]
+    assert sizes[0][0] == 121  # 120 users and the incarnation's marker
+    assert all(e <= 25 and a <= 25 for e, a in shrinks[:-1])  # the last step unlinks the rest
+    assert len(shrinks) >= 121 // 25
+    assert not raw.exists(epochs) and not raw.exists(audit)
