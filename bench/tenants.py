@@ -55,7 +55,7 @@ from urllib.parse import urlsplit
 from redis import Redis
 
 from bench.harness import interleaved, report, ring, us
-from service.store import Settings, Store, open_store
+from service.store import EPOCH_VALUES, Settings, Store, fresh_epoch_value, open_store
 from service.tenants import Reaper
 from service.tokens import KeyRing, check_epochs, issue_token, verify_token
 
@@ -216,14 +216,16 @@ def revoke_in_bulk(stores: Stores, store: Store, name: str, tid: str, users: int
     view = store.tenant(tid)
     now = time.time()
     user = [f"user-{i}" for i in range(users)]
+    # revoke_user gives each user a fresh random epoch value (never reused).
+    epoch = {u: fresh_epoch_value() for u in user}
     if stores.kind == "SQLite":
         incarnation = view.token_state("nobody").incarnation
         conn = sqlite3.connect(stores.path(name), isolation_level=None)
         conn.execute("BEGIN IMMEDIATE")
         # The statements of SqliteStore.revoke_user, a row per user.
         conn.executemany(
-            "INSERT INTO user_epochs (tenant, user_id, epoch, revoked_at) VALUES (?, ?, 1, ?)",
-            ((incarnation, u, now) for u in user),
+            "INSERT INTO user_epochs (tenant, user_id, epoch, revoked_at) VALUES (?, ?, ?, ?)",
+            ((incarnation, u, epoch[u], now) for u in user),
         )
         conn.executemany(
             "INSERT INTO audit (tenant, at, actor, action, detail) VALUES (?, ?, ?, ?, ?)",
@@ -233,7 +235,9 @@ def revoke_in_bulk(stores: Stores, store: Store, name: str, tid: str, users: int
                     now,
                     ACTOR,
                     "user.revoke",
-                    json.dumps({"reason": "bench", "user_epoch": 1, "user_id": u}, sort_keys=True),
+                    json.dumps(
+                        {"reason": "bench", "user_epoch": epoch[u], "user_id": u}, sort_keys=True
+                    ),
                 )
                 for u in user
             ),
@@ -248,7 +252,15 @@ def revoke_in_bulk(stores: Stores, store: Store, name: str, tid: str, users: int
             for u in user[first : first + 1000]:
                 script(
                     keys=view._meta_keys,  # type: ignore[attr-defined]
-                    args=[view._base, u, now, ACTOR, "bench"],  # type: ignore[attr-defined]
+                    args=[
+                        view._base,
+                        u,
+                        now,
+                        ACTOR,
+                        "bench",
+                        epoch[u],
+                        fresh_epoch_value(epoch[u]),
+                    ],  # type: ignore[attr-defined]
                     client=pipe,
                 )
             pipe.execute()
@@ -256,7 +268,7 @@ def revoke_in_bulk(stores: Stores, store: Store, name: str, tid: str, users: int
     view.revoke_user("user-real", actor=ACTOR, reason="bench", now=_now())
     real, bulk = view.audit_events(limit=2)
     if (
-        view.token_state(user[-1]).user_epoch != 1
+        view.token_state(user[-1]).user_epoch != epoch[user[-1]]
         or bulk.action != real.action
         or set(bulk.detail) != set(real.detail)
     ):
@@ -286,7 +298,7 @@ def copy_revocations(stores: Stores, store: Store, template: str, tid: str) -> N
     finally:
         client.close()
     state = view.token_state("user-0")
-    if state.incarnation != incarnation or state.user_epoch != 1:
+    if state.incarnation != incarnation or not EPOCH_VALUES[0] <= state.user_epoch:
         raise RuntimeError(f"{tid}: the copied revocations do not read back")
 
 
