@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from service.clock import isoformat
-from service.config import MIN_TTL_SECONDS
+from service.config import MIN_TTL_SECONDS, Deployment
 from service.errors import ApiError
 from service.http import whole_number
 from service.links import json_integer, validate_user_id
@@ -24,6 +24,7 @@ __all__ = [
     "MAX_LIMIT",
     "MAX_REASON",
     "bump_epoch",
+    "expired_before",
     "epoch_json",
     "revoke_user",
     "settings_json",
@@ -210,24 +211,31 @@ def link_json(link: LinkRecord) -> dict[str, Any]:
     }
 
 
+def expired_before(deployment: Deployment, now: datetime) -> float:
+    """Return when (seconds) a link expiring before it is ``expired``: now less the leeway."""
+    return now.timestamp() - deployment.leeway_seconds
+
+
 def revoke_link(
     store: Store,
     metrics: Any,
+    deployment: Deployment,
     link_id: str,
     *,
-    ledger: bool,
-    max_ttl: int,
-    leeway: int,
     actor: str,
     reason: str,
     now: datetime,
 ) -> LinkRevocation:
-    """Void one link; when this returns, every worker refuses its token."""
+    """Void one link; when this returns, every worker refuses its token.
+
+    The deployment says whether the ledger is kept (``LINK_LEDGER``) and how
+    long a revocation must last (``MAX_TOKEN_TTL_SECONDS``, ``LEEWAY_SECONDS``).
+    """
     revocation = store.revoke_link(
         link_id,
-        ledger=ledger,
-        max_ttl=max_ttl,
-        leeway=leeway,
+        ledger=deployment.link_ledger,
+        max_ttl=deployment.max_ttl_seconds,
+        leeway=deployment.leeway_seconds,
         actor=actor,
         reason=reason,
         now=now,

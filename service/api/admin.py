@@ -162,14 +162,11 @@ def revoke_link(link_id: str) -> Any:
     """Void one link: its token is refused everywhere, every other link still works."""
     link_id = admin.validate_link_id(link_id)
     reason = admin.validate_reason(read_json().get("reason"))
-    deployment = current_app.extensions["deployment"]
     revocation = admin.revoke_link(
         store(),
         current_app.extensions["metrics"],
+        current_app.extensions["deployment"],
         link_id,
-        ledger=deployment.link_ledger,
-        max_ttl=deployment.max_ttl_seconds,
-        leeway=deployment.leeway_seconds,
         actor=g.actor,
         reason=reason,
         now=utcnow(),
@@ -185,5 +182,4 @@ def revoke_link(link_id: str) -> Any:
 
 
 def _expired() -> float:
-    """Return the time before which a link's expiry makes it expired (now less the leeway)."""
-    return utcnow().timestamp() - current_app.extensions["deployment"].leeway_seconds
+    return admin.expired_before(current_app.extensions["deployment"], utcnow())

@@ -72,7 +72,6 @@ def _revoke(link_ids: tuple[str, ...]) -> list[str]:
     ledger on, a link issued before the ledger existed is not in it and is
     not listed either (its user can be voided instead: ``user_ids``).
     """
-    deployment = current_app.extensions["deployment"]
     now = utcnow()
     voided = []
     for link_id in link_ids:
@@ -80,10 +79,8 @@ def _revoke(link_ids: tuple[str, ...]) -> list[str]:
             revocation = admin.revoke_link(
                 store(),
                 current_app.extensions["metrics"],
+                current_app.extensions["deployment"],
                 link_id,
-                ledger=deployment.link_ledger,
-                max_ttl=deployment.max_ttl_seconds,
-                leeway=deployment.leeway_seconds,
                 actor=g.actor,
                 reason=FOUND_IN_REPLY,
                 now=now,

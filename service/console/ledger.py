@@ -44,7 +44,7 @@ def _deployment() -> Any:
 
 def _expired_before() -> float:
     """Return the time before which a link's expiry makes it expired (now less the leeway)."""
-    return utcnow().timestamp() - _deployment().leeway_seconds
+    return admin.expired_before(_deployment(), utcnow())
 
 
 def _flush() -> None:
@@ -193,14 +193,11 @@ def void_link(link_id: str) -> Any:
         reason = admin.validate_reason(reason)
     except ApiError as e:
         return _confirm_page(record, reason, field_message(e.detail))
-    deployment = _deployment()
     revocation = admin.revoke_link(
         g.store,
         current_app.extensions["metrics"],
+        _deployment(),
         record.link_id,
-        ledger=deployment.link_ledger,
-        max_ttl=deployment.max_ttl_seconds,
-        leeway=deployment.leeway_seconds,
         actor=g.actor,
         reason=reason,
         now=utcnow(),
