@@ -8,59 +8,20 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime
 
-import pytest
 import requests
 
-from tests.conftest import API_KEYS, CONSOLE_SECRET_KEY, SECRETS, production_config, sqlite_url
+from tests.conftest import API_KEYS, CONSOLE_SECRET_KEY, SECRETS
 from tests.e2e.test_gunicorn_e2e import (
     PORTAL_KEY,
-    assert_no_secret_in,
     issue,
     link_answer,
     verify,
 )
-from tests.support.browser import chromium
-from tests.support.gunicorn_server import ROOT, GunicornServer
+from tests.support.browser import NARROW
+from tests.support.gunicorn_server import ROOT
 
 SCREENSHOTS = ROOT / "docs" / "screenshots"
 ADMIN_KEY = API_KEYS["admin-key"][0]
-WIDE = {"width": 1280, "height": 900}
-NARROW = {"width": 390, "height": 844}
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as browser:
-        yield browser
-
-
-@pytest.fixture
-def server(tmp_path):
-    config = production_config(sqlite_url(tmp_path))
-    with GunicornServer(config, tmp_path) as server:
-        yield server
-    log = server.log()
-    assert_no_secret_in(log, tokens=getattr(server, "tokens", []))
-    assert CONSOLE_SECRET_KEY not in log
-
-
-@pytest.fixture
-def page(browser, server):
-    context = browser.new_context(viewport=WIDE, base_url=server.url)
-    page = context.new_page()
-    page.csp_violations = []
-    page.on(
-        "console",
-        lambda message: (
-            page.csp_violations.append(message.text)
-            if "Content Security Policy" in message.text
-            else None
-        ),
-    )
-    yield page
-    context.close()
-    # Nothing the console serves is blocked by its own policy.
-    assert page.csp_violations == []
 
 
 def snapshot(page, name: str) -> None:

@@ -13,52 +13,14 @@ from __future__ import annotations
 
 import re
 
-import pytest
 import requests
 
-from tests.conftest import API_KEYS, CONSOLE_SECRET_KEY, production_config, sqlite_url
-from tests.e2e.test_console_browser_e2e import NARROW, WIDE, message, snapshot
-from tests.e2e.test_gunicorn_e2e import ADMIN, ISSUER, PORTAL_KEY, assert_no_secret_in
-from tests.support.browser import chromium
-from tests.support.gunicorn_server import GunicornServer
+from tests.conftest import API_KEYS
+from tests.e2e.test_console_browser_e2e import NARROW, message, snapshot
+from tests.e2e.test_gunicorn_e2e import ADMIN, ISSUER, PORTAL_KEY
 
 #: How often a page is reloaded for a sign-in another worker is still writing (50 ms behind).
 RELOADS = 100
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as browser:
-        yield browser
-
-
-@pytest.fixture
-def server(tmp_path):
-    config = production_config(sqlite_url(tmp_path))
-    with GunicornServer(config, tmp_path) as server:
-        server.tokens = []
-        yield server
-    log = server.log()
-    assert_no_secret_in(log, tokens=server.tokens)
-    assert CONSOLE_SECRET_KEY not in log
-
-
-@pytest.fixture
-def page(browser, server):
-    context = browser.new_context(viewport=WIDE, base_url=server.url)
-    page = context.new_page()
-    page.csp_violations = []
-    page.on(
-        "console",
-        lambda message: (
-            page.csp_violations.append(message.text)
-            if "Content Security Policy" in message.text
-            else None
-        ),
-    )
-    yield page
-    context.close()
-    assert page.csp_violations == []
 
 
 def api(server, method: str, path: str, headers=ADMIN, **kwargs) -> requests.Response:

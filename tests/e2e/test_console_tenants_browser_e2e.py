@@ -8,53 +8,14 @@ With SAVE_SCREENSHOTS=1 the Tenants page is saved under docs/screenshots/.
 
 from __future__ import annotations
 
-import pytest
 import requests
 
-from tests.conftest import CONSOLE_SECRET_KEY, production_config, sqlite_url
-from tests.e2e.test_console_browser_e2e import NARROW, WIDE, message, sign_in, snapshot
-from tests.e2e.test_gunicorn_e2e import ADMIN, ISSUER, assert_no_secret_in
-from tests.support.browser import chromium
-from tests.support.gunicorn_server import GunicornServer
+from tests.e2e.test_console_browser_e2e import NARROW, message, sign_in, snapshot
+from tests.e2e.test_gunicorn_e2e import ADMIN, ISSUER
 
 ACME = "https://acme.portal.example.com"
 GLOBEX = "https://globex.portal.example.com"
 LINK = {"user_id": "42", "email": "alice@example.com", "recipients": {"to": ["alice@example.com"]}}
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as browser:
-        yield browser
-
-
-@pytest.fixture
-def server(tmp_path):
-    config = production_config(sqlite_url(tmp_path))
-    with GunicornServer(config, tmp_path) as server:
-        server.keys = []
-        yield server
-    log = server.log()
-    assert_no_secret_in(log, tokens=server.keys)
-    assert CONSOLE_SECRET_KEY not in log
-
-
-@pytest.fixture
-def page(browser, server):
-    context = browser.new_context(viewport=WIDE, base_url=server.url)
-    page = context.new_page()
-    page.csp_violations = []
-    page.on(
-        "console",
-        lambda message: (
-            page.csp_violations.append(message.text)
-            if "Content Security Policy" in message.text
-            else None
-        ),
-    )
-    yield page
-    context.close()
-    assert page.csp_violations == []
 
 
 def api(server, method: str, path: str, **kwargs) -> requests.Response:
@@ -71,7 +32,7 @@ def make_admin_key(server, tenant_id: str, name: str = "helpdesk-admin") -> str:
     response = api(server, "POST", f"/v1/tenants/{tenant_id}/admin/keys", json=body)
     assert response.status_code == 201, response.text
     key = response.json()["key"]
-    server.keys.append(key)
+    server.tokens.append(key)
     return key
 
 
@@ -82,7 +43,7 @@ def link_in(server, tenant_id: str) -> dict:
     assert response.status_code == 200, response.text
     answer = response.json()
     if answer["auto_login"]:
-        server.keys.append(answer["url"].split("auto_login=", 1)[1])
+        server.tokens.append(answer["url"].split("auto_login=", 1)[1])
     return answer
 
 
@@ -197,7 +158,7 @@ def test_tenant_admin_sees_only_its_tenant_and_is_refused_elsewhere(page, server
     page.fill("#key_reason", "mail system")
     page.click("button:has-text('Make key')")
     mail_key = page.locator(".key-text").inner_text()
-    server.keys.append(mail_key)
+    server.tokens.append(mail_key)
     assert mail_key.startswith("tk.acme.")
     issued = requests.post(
         f"{server.url}/v1/links",
@@ -206,7 +167,7 @@ def test_tenant_admin_sees_only_its_tenant_and_is_refused_elsewhere(page, server
         timeout=5,
     )
     assert issued.status_code == 200 and issued.json()["auto_login"] is True
-    server.keys.append(issued.json()["url"].split("auto_login=", 1)[1])
+    server.tokens.append(issued.json()["url"].split("auto_login=", 1)[1])
     page.click("nav.sidebar >> text=API keys")
     assert mail_key not in page.content()
     row = page.locator("tr:has(td.key-name:has-text('acme-mail'))")

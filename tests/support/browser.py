@@ -7,6 +7,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 CHROMIUM = "/usr/bin/chromium"
+#: Viewports of the console tests: a laptop and a phone.
+WIDE = {"width": 1280, "height": 900}
+NARROW = {"width": 390, "height": 844}
 #: Flags for a closed network: no background connections that would be refused.
 CHROMIUM_ARGS = [
     "--no-sandbox",
