@@ -148,11 +148,11 @@ class VerifyFastPath:
                 if caller is None or "portal" not in caller.roles:
                     return None  # the view answers 401 or 403, before the body
             check_epochs(claims, state)
-            if state.bind_to_first_device and client.device is None:
-                return None  # the view answers 400: the device is required
             check_device(claims, state, client.device)
         except ApiError:
-            return None  # tenant_not_found: the view answers it, in the contract's order
+            # tenant_not_found, or a device required and missing: the view
+            # answers it, in the contract's order.
+            return None
         except (TokenError, StoreError) as e:
             # The view answers: the precise code, the logged reason, the
             # metric, the sign-in entry, the limits; it re-raises ``e``
