@@ -6,7 +6,13 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
+from redis import Redis
+
+from service.store import Settings, Store, open_store
 from service.tokens import KeyRing
 
 #: The benchmark's signing key (HS256), the same in every section.
@@ -97,3 +103,45 @@ def interleaved(
         theirs.append(b)
         ratios.append(b / a)
     return statistics.median(ours), statistics.median(theirs), statistics.median(ratios)
+
+
+class Stores:
+    """Opens fresh stores of one kind for a bench section: SQLite files, or Redis key prefixes.
+
+    :param section: names the files (``<section>-<name>.db``) and key prefixes
+        (``bench-<section>-<name>:``), so sections never share a store.
+    :param defaults: the settings a new store starts with.
+    """
+
+    def __init__(
+        self, kind: str, tmp: Path, redis_url: str, *, section: str, defaults: Settings
+    ) -> None:
+        self.kind, self.tmp, self.redis_url = kind, tmp, redis_url
+        self.section, self.defaults = section, defaults
+        self.opened: list[Store] = []
+
+    def open(self, name: str, *, redis_db: int = 0) -> Store:
+        """Open store ``name``; on Redis in database ``redis_db`` (each has its own keyspace)."""
+        if self.kind == "SQLite":
+            url = f"sqlite:///{self.path(name)}"
+            options: dict[str, Any] = {"instance_path": str(self.tmp)}
+        else:
+            url = self._redis_url(redis_db)
+            options = {"key_prefix": f"bench-{self.section}-{name}:"}
+        store = open_store(url, defaults=self.defaults, options=options)
+        self.opened.append(store)
+        return store
+
+    def path(self, name: str) -> Path:
+        return self.tmp / f"{self.section}-{name}.db"
+
+    def client(self, *, redis_db: int = 0) -> Redis:
+        """A plain client of database ``redis_db``, without the store's short timeouts."""
+        return Redis.from_url(self._redis_url(redis_db), decode_responses=True)
+
+    def _redis_url(self, redis_db: int) -> str:
+        return urlsplit(self.redis_url)._replace(path=f"/{redis_db}").geturl()
+
+    def close(self) -> None:
+        for store in self.opened:
+            store.close()

@@ -34,15 +34,13 @@ import secrets
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
 
 import jwt
 
-from bench.harness import KEY, interleaved, report, ring, us
+from bench.harness import KEY, Stores, interleaved, report, ring, us
 from service.errors import RevokedTokenError
 from service.links import LinkRequest, build_links
-from service.store import LinkCheck, LinkRecord, Settings, Store, open_store
+from service.store import LinkCheck, LinkRecord, Settings, Store
 from service.tokens import (
     KeyRing,
     check_device,
@@ -70,32 +68,6 @@ def requests_for(users: list[str]) -> list[LinkRequest]:
         LinkRequest(u, f"{u}@example.com", (f"{u}@example.com",), "/tickets/1234", None, None)
         for u in users
     ]
-
-
-class Stores:
-    """Opens fresh stores of one kind: SQLite files, or Redis key prefixes in ``redis_db``."""
-
-    def __init__(self, kind: str, tmp: Path, redis_url: str) -> None:
-        self.kind, self.tmp, self.redis_url = kind, tmp, redis_url
-        self.opened: list[Store] = []
-
-    def open(self, name: str, *, redis_db: int = 0) -> Store:
-        if self.kind == "SQLite":
-            url = f"sqlite:///{self.path(name)}"
-            options: dict[str, Any] = {"instance_path": str(self.tmp)}
-        else:
-            url = urlsplit(self.redis_url)._replace(path=f"/{redis_db}").geturl()
-            options = {"key_prefix": f"bench-ledger-{name}:"}
-        store = open_store(url, defaults=Settings(True, LIFETIME), options=options)
-        self.opened.append(store)
-        return store
-
-    def path(self, name: str) -> Path:
-        return self.tmp / f"ledger-{name}.db"
-
-    def close(self) -> None:
-        for store in self.opened:
-            store.close()
 
 
 def issue(
@@ -446,7 +418,7 @@ def bench_ledger(tmp: Path, redis_url: str, reps: int, *, quick: bool) -> None:
     voided = 10_000 if quick else 100_000
     batch = 250 if quick else 1000
     for kind in ("SQLite", "Redis"):
-        stores = Stores(kind, tmp, redis_url)
+        stores = Stores(kind, tmp, redis_url, section="ledger", defaults=Settings(True, LIFETIME))
         try:
             bench_batch(stores, reps, prefill=voided)
             bench_voided(stores, voided, reps)

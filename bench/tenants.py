@@ -49,13 +49,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
 
-from redis import Redis
-
-from bench.harness import interleaved, report, ring, us
-from service.store import EPOCH_VALUES, Settings, Store, fresh_epoch_value, open_store
+from bench.harness import Stores, interleaved, report, ring, us
+from service.store import EPOCH_VALUES, Settings, Store, fresh_epoch_value
 from service.tenants import Reaper
 from service.tokens import KeyRing, check_epochs, issue_token, verify_token
 
@@ -105,38 +101,6 @@ def verifier(store: Store, tid: str, keys: KeyRing) -> Callable[[], None]:
 
     verify()  # a token that does not verify would measure an error path
     return verify
-
-
-class Stores:
-    """Opens the stores of one kind: fresh SQLite files, or fresh Redis key prefixes."""
-
-    def __init__(self, kind: str, tmp: Path, redis_url: str) -> None:
-        self.kind, self.tmp, self.redis_url = kind, tmp, redis_url
-        self.opened: list[Store] = []
-
-    def open(self, name: str, *, redis_db: int = 0) -> Store:
-        """Open store ``name``; on Redis in database ``redis_db`` (each has its own keyspace)."""
-        if self.kind == "SQLite":
-            url = f"sqlite:///{self.tmp / f'tenants-{name}.db'}"
-            options: dict[str, Any] = {"instance_path": str(self.tmp)}
-        else:
-            url = urlsplit(self.redis_url)._replace(path=f"/{redis_db}").geturl()
-            options = {"key_prefix": f"bench-tenants-{name}:"}
-        store = open_store(url, defaults=Settings(False, 86400), options=options)
-        self.opened.append(store)
-        return store
-
-    def path(self, name: str) -> Path:
-        return self.tmp / f"tenants-{name}.db"
-
-    def client(self, *, redis_db: int = 0) -> Redis:
-        """A plain client of database ``redis_db``, without the store's short timeouts."""
-        url = urlsplit(self.redis_url)._replace(path=f"/{redis_db}").geturl()
-        return Redis.from_url(url, decode_responses=True)
-
-    def close(self) -> None:
-        for store in self.opened:
-            store.close()
 
 
 # -- 1 and 2: many tenants ----------------------------------------------------
@@ -558,7 +522,9 @@ def bench_tenants(tmp: Path, reps: int, *, count: int, users: int, quick: bool) 
 
     with RedisServer() as server:
         for kind in ("SQLite", "Redis"):
-            stores = Stores(kind, tmp, server.url)
+            stores = Stores(
+                kind, tmp, server.url, section="tenants", defaults=Settings(False, 86400)
+            )
             # Deletes per place and size (this process, another; big, tiny): a
             # SQLite delete and reap of the big tenant lasts seconds, thousands
             # of verifications each; a Redis one milliseconds, a few dozen, so
