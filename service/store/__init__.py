@@ -23,6 +23,8 @@ from service.errors import ConfigError
 __all__ = [
     "DEFAULT_ROLE_MAILBOXES",
     "DEFAULT_TENANT",
+    "LEDGER_CLEANUP_EXTRA",
+    "LEDGER_GRACE_SECONDS",
     "EPOCH_VALUES",
     "AuditEvent",
     "EpochInfo",
@@ -40,6 +42,11 @@ __all__ = [
     "open_store",
 ]
 
+#: How long the ledger keeps a link past its expiry (and a binding past its link's).
+LEDGER_GRACE_SECONDS = 86400
+#: Expired ledger entries, revocations and bindings each issue drops, besides its own
+#: number of links (pruning drops the rest): the ledger stays bounded without clicks.
+LEDGER_CLEANUP_EXTRA = 100
 #: The tenant of a single-helpdesk install, and of every call that names none.
 DEFAULT_TENANT = "default"
 #: Local parts of shared mailboxes that get no token (``role_mailbox``): the

@@ -110,6 +110,8 @@ from service.errors import (
 from service.store import (
     DEFAULT_ROLE_MAILBOXES,
     DEFAULT_TENANT,
+    LEDGER_CLEANUP_EXTRA,
+    LEDGER_GRACE_SECONDS,
     AuditEvent,
     EpochInfo,
     IssueState,
@@ -150,10 +152,6 @@ _COLUMNS = {
     "bind_to_first_device": int,
     "role_mailboxes": lambda names: json.dumps(list(names)),
 }
-#: How long the ledger keeps a link past its expiry.
-LEDGER_GRACE_SECONDS = 86400
-#: Expired ledger entries, revocations and bindings dropped per issue (besides pruning).
-_CLEANUP_EXTRA = 100
 #: Ledger entries one page call looks at, at most (a filter that matches few
 #: answers a short page with ``next`` rather than scan the whole ledger).
 _LEDGER_SCAN = 5000
@@ -1286,7 +1284,7 @@ class RedisStore:
             self._base,
             incarnation,
             *_ledger_cuts(now),
-            len(links) + _CLEANUP_EXTRA,
+            len(links) + LEDGER_CLEANUP_EXTRA,
         ]
         for link in links:
             issued_at, expires_at = link.issued_at.timestamp(), link.expires_at.timestamp()

@@ -34,6 +34,8 @@ from service.errors import (
 )
 from service.store import (
     DEFAULT_TENANT,
+    LEDGER_CLEANUP_EXTRA,
+    LEDGER_GRACE_SECONDS,
     AuditEvent,
     EpochInfo,
     IssueState,
@@ -176,10 +178,6 @@ _ADDED_COLUMNS = (
     ("tenants", "epoch_id", "INTEGER NOT NULL DEFAULT 0"),
     ("links", "epoch_id", "INTEGER NOT NULL DEFAULT 0"),
 )
-#: How long the ledger keeps a link past its expiry.
-LEDGER_GRACE_SECONDS = 86400
-#: Expired ledger entries, revocations and bindings dropped per issue (besides pruning).
-_CLEANUP_EXTRA = 100
 # The single-tenant version's layout (before tenants): one meta row, user
 # epochs keyed by user id alone, logs without a tenant column. Taken over in
 # place as the tenant ``default`` by _take_over.
@@ -1094,7 +1092,7 @@ class SqliteStore:
             # What outlived its link goes a little at a time with each issue,
             # so the ledger stays bounded even where nobody ever clicks.
             cutoff = now.timestamp()
-            budget = len(rows) + _CLEANUP_EXTRA
+            budget = len(rows) + LEDGER_CLEANUP_EXTRA
             conn.execute(_CLEANUPS[0], (cutoff - LEDGER_GRACE_SECONDS, budget))
             conn.execute(_CLEANUPS[1], (cutoff, budget))
             conn.execute(_CLEANUPS[2], (cutoff, budget))
