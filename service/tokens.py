@@ -221,8 +221,7 @@ def issue_token(
         user_id=user_id,
         issued_at=iat,
         expires_at=iat + ttl,
-        # 96 random bits: unique per token, short enough for the 512-character budget.
-        token_id=_token_id(),
+        token_id=new_link_id(iat),
         incarnation=state.incarnation,
         epoch=state.epoch,
         user_epoch=state.user_epoch,
@@ -269,16 +268,25 @@ class _RandomPool(threading.local):
 _random = _RandomPool()
 
 
-def _token_id() -> str:
+def new_link_id(iat: int) -> str:
+    """A link id: the issue second (4 bytes) and 64 random bits, 16 base64url characters.
+
+    Unique per token (n ids issued in one second share one with a chance of
+    about n**2 / 2**65: one in 10**12 at 6,000 a second), short enough for
+    the 512-character budget.
+    The leading second is no secret (the token's ``iat`` says as much) and
+    makes a batch's ids neighbours: SQLite's ledger inserts them into a few
+    pages of its primary key instead of one random page each.
+    """
     # secrets.token_bytes per token is one getrandom() call each: a batch of
     # 1000 links paid more for its ids than for its signatures. Same CSPRNG,
     # drawn in bulk; a forked worker never reuses its parent's bytes.
     pool = _random
-    if pool.pid != os.getpid() or pool.offset + 12 > len(pool.buffer):
+    if pool.pid != os.getpid() or pool.offset + 8 > len(pool.buffer):
         pool.buffer, pool.offset, pool.pid = secrets.token_bytes(3072), 0, os.getpid()
-    chunk = pool.buffer[pool.offset : pool.offset + 12]
-    pool.offset += 12
-    return base64url_encode(chunk).decode("ascii")
+    chunk = pool.buffer[pool.offset : pool.offset + 8]
+    pool.offset += 8
+    return base64url_encode((iat & 0xFFFFFFFF).to_bytes(4, "big") + chunk).decode("ascii")
 
 
 def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -446,47 +446,75 @@ local first = redis.call('ZRANGE', ARGV[1] .. 'audit', 0, 0)
 if first[1] then created = tostring(cjson.decode(first[1])[2]) end
 redis.call('HSET', KEYS[1], 'created_at', created, 'portal_base_url', '')
 redis.call('RENAME', KEYS[1], KEYS[8])
-redis.call('HSET', KEYS[9], 'layout', '2', 'legacy_before', ARGV[2])
+redis.call('HSET', KEYS[9], 'layout', '3', 'legacy_before', ARGV[2])
 redis.call('ZADD', KEYS[10], 0, 'default')
 return 1
 """
 
+# A link's member of links_by_user: user, NUL, issue time (fixed width, so
+# that members sort by it), NUL, link id. RedisStore._by_user makes the same.
+BY_USER = """
+local function by_user(user, issued_at, id)
+  return user .. '\\0' .. string.format('%017.6f', issued_at) .. '\\0' .. id
+end
+"""
 # Drop what outlived its link, up to ``budget`` of each: ledger entries past
 # their expiry plus a day (``cut_links``), revocations and bindings past
 # their own (``cut_now``); both cuts are '(' .. seconds. Answers how many went.
-LEDGER_CLEANUP = """
+LEDGER_CLEANUP = (
+    BY_USER
+    + """
+-- Within Lua's limit on the arguments of one call (unpack).
+local function bulk(command, key, list)
+  for first = 1, #list, 4000 do
+    redis.call(command, key, unpack(list, first, math.min(first + 3999, #list)))
+  end
+end
+-- A few commands for all of them, not a few a link.
 local function cleanup(base, cut_links, cut_now, budget)
-  local removed = 0
   local old = redis.call('ZRANGEBYSCORE', base .. 'links_exp', '-inf', cut_links,
     'LIMIT', 0, budget)
-  for _, id in ipairs(old) do
-    local record = redis.call('HGET', base .. 'links', id)
-    if record then
-      local user = cjson.decode(record)[1]
-      local userkey = base .. 'links:' .. user
-      redis.call('ZREM', userkey, id)
-      if redis.call('EXISTS', userkey) == 0 then redis.call('SREM', base .. 'link_users', user) end
-      redis.call('HDEL', base .. 'links', id)
+  if #old > 0 then
+    local members = {}
+    for first = 1, #old, 4000 do
+      local last = math.min(first + 3999, #old)
+      local records = redis.call('HMGET', base .. 'links', unpack(old, first, last))
+      for j = 1, #records do
+        if records[j] then
+          local r = cjson.decode(records[j])
+          members[#members + 1] = by_user(r[1], r[5], old[first + j - 1])
+        end
+      end
     end
-    redis.call('ZREM', base .. 'links_at', id)
-    redis.call('ZREM', base .. 'links_exp', id)
+    if #members > 0 then bulk('ZREM', base .. 'links_by_user', members) end
+    bulk('HDEL', base .. 'links', old)
+    bulk('ZREM', base .. 'links_at', old)
+    bulk('ZREM', base .. 'links_exp', old)
   end
-  removed = removed + #old
+  local removed = #old
   for _, name in ipairs({'voided', 'bound'}) do
     local gone = redis.call('ZRANGEBYSCORE', base .. name .. '_exp', '-inf', cut_now,
       'LIMIT', 0, budget)
-    for _, id in ipairs(gone) do
-      redis.call('HDEL', base .. name, id)
-      redis.call('ZREM', base .. name .. '_exp', id)
+    if #gone > 0 then
+      bulk('HDEL', base .. name, gone)
+      bulk('ZREM', base .. name .. '_exp', gone)
     end
     removed = removed + #gone
   end
   return removed
 end
 """
+)
 # New links into the ledger, and a bounded cleanup. ARGV: base, the
-# incarnation they were issued in, cut_links, cut_now, budget, then (link
-# id, user, issued_at, expires_at, record JSON) for each link.
+# incarnation they were issued in, cut_links, cut_now, budget, then one JSON
+# array of [link id, issued_at, expires_at, record JSON, member of
+# links_by_user] for each link (one argument, not five a link: the client's
+# cost of a batch was in preparing 5,000 arguments). A call repeated (a
+# retry after a lost reply) writes the same again: no token of the batch
+# has reached anyone yet, so no click has changed a record. One command per structure
+# for the whole batch (HSET and ZADD take many members), not one or more
+# per link: a command per link (into a sorted set per user) was most of the
+# cost of a batch of 1000.
 RECORD_LINKS = (
     LEDGER_CLEANUP
     + DECLARED
@@ -495,13 +523,24 @@ local inc = redis.call('HGET', KEYS[1], 'incarnation')
 if not inc or inc ~= ARGV[2] then return 0 end
 if stale(inc) then return '!stale' end
 local base = ARGV[1] .. inc .. ':'
-for i = 6, #ARGV, 5 do
-  if redis.call('HSETNX', base .. 'links', ARGV[i], ARGV[i + 4]) == 1 then
-    redis.call('ZADD', base .. 'links_at', ARGV[i + 2], ARGV[i])
-    redis.call('ZADD', base .. 'links_exp', ARGV[i + 3], ARGV[i])
-    redis.call('ZADD', base .. 'links:' .. ARGV[i + 1], ARGV[i + 2], ARGV[i])
-    redis.call('SADD', base .. 'link_users', ARGV[i + 1])
-  end
+local links = cjson.decode(ARGV[6])
+local records, at, exp, users = {}, {}, {}, {}
+for _, link in ipairs(links) do
+  local id = link[1]
+  records[#records + 1] = id
+  records[#records + 1] = link[4]
+  at[#at + 1] = link[2]
+  at[#at + 1] = id
+  exp[#exp + 1] = link[3]
+  exp[#exp + 1] = id
+  users[#users + 1] = 0
+  users[#users + 1] = link[5]
+end
+if #records > 0 then
+  bulk('HSET', base .. 'links', records)
+  bulk('ZADD', base .. 'links_at', at)
+  bulk('ZADD', base .. 'links_exp', exp)
+  bulk('ZADD', base .. 'links_by_user', users)
 end
 cleanup(base, ARGV[3], ARGV[4], tonumber(ARGV[5]))
 return 1
@@ -535,32 +574,56 @@ local function link_status(base, epoch, eid, id, expired_before)
   return {id, record, status, redis.call('HEXISTS', base .. 'bound', id)}
 end
 """
-# A page of the ledger, newest first. ARGV: base, index ('links_at' or
-# 'links:<user>'), after ('' for the first page), limit, status ('' for any),
+# A page of the ledger, newest first. ARGV: base, user ('' for every
+# user's), after ('' for the first page), limit, status ('' for any),
 # expired_before, most entries to look at. Answers {next or false, then id,
 # record, status, bound for each link}, or '!no-link' for an unknown after.
+# Every user's links are read from links_at by rank; one user's from
+# links_by_user: that user's members, from the newest down.
 LINKS_PAGE = (
     LINK_STATUS
+    + BY_USER
     + DECLARED
     + """
 local m = redis.call('HMGET', KEYS[1], 'incarnation', 'epoch', 'epoch_id')
 if not m[1] then return '!no-tenant' end
 if stale(m[1]) then return '!stale' end
 local base = ARGV[1] .. m[1] .. ':'
-local epoch, eid, index = tonumber(m[2]), tonumber(m[3] or '0'), base .. ARGV[2]
-local start = 0
+local epoch, eid, user = tonumber(m[2]), tonumber(m[3] or '0'), ARGV[2]
+-- The position: a rank in links_at, or the member of links_by_user to go on below.
+local start, below, floor = 0, '(' .. user .. '\\1', '[' .. user .. '\\0'
 if ARGV[3] ~= '' then
-  local rank = redis.call('ZREVRANK', index, ARGV[3])
-  if not rank then return '!no-link' end
-  start = rank + 1
+  if user == '' then
+    local rank = redis.call('ZREVRANK', base .. 'links_at', ARGV[3])
+    if not rank then return '!no-link' end
+    start = rank + 1
+  else
+    -- Any link of the tenant marks a place in the order (as on SQLite).
+    local record = redis.call('HGET', base .. 'links', ARGV[3])
+    if not record then return '!no-link' end
+    below = '(' .. by_user(user, cjson.decode(record)[5], ARGV[3])
+  end
+end
+-- Up to ``count`` more entries from the position: link ids, or members.
+local function more(count)
+  if user == '' then
+    return redis.call('ZREVRANGE', base .. 'links_at', start, start + count - 1)
+  end
+  return redis.call('ZREVRANGEBYLEX', base .. 'links_by_user', below, floor, 'LIMIT', 0, count)
 end
 local limit, expired_before, budget = tonumber(ARGV[4]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local found, scanned, last = {}, 0, false
 while #found <= limit and scanned < budget do
-  local ids = redis.call('ZREVRANGE', index, start, start + 99)
-  if #ids == 0 then break end
-  for _, id in ipairs(ids) do
-    scanned, start, last = scanned + 1, start + 1, id
+  local entries = more(100)
+  if #entries == 0 then break end
+  for _, entry in ipairs(entries) do
+    local id = entry
+    if user == '' then
+      start = start + 1
+    else
+      id, below = string.sub(entry, #user + 20), '(' .. entry
+    end
+    scanned, last = scanned + 1, id
     local link = link_status(base, epoch, eid, id, expired_before)
     if link and (ARGV[5] == '' or ARGV[5] == link[3]) then found[#found + 1] = link end
     if #found > limit or scanned >= budget then break end
@@ -572,7 +635,7 @@ for i = 1, math.min(#found, limit) do
 end
 if #found > limit then
   out[1] = found[limit][1]
-elseif scanned >= budget and #redis.call('ZREVRANGE', index, start, start) > 0 then
+elseif scanned >= budget and #more(1) > 0 then
   out[1] = last  -- looked at enough for one call: the next page goes on from here
 end
 return out

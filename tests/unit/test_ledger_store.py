@@ -124,3 +124,63 @@ def test_the_sign_in_log_is_ordered_by_the_click_not_by_the_write(store):
             store.record_signins(list(reversed(batch)))
         newest = sorted(clicks, key=lambda s: s.at, reverse=True)
         assert store.signins(user_id=None, limit=3) == newest[:3]
+
+
+def every_page(store, *, user_id, at, limit):
+    """Every link the ledger lists for ``user_id`` (None: everyone's), ``limit`` a page."""
+    found, after = [], None
+    while True:
+        page, after = store.links(
+            user_id=user_id, status=None, after=after, limit=limit, expired_before=at.timestamp()
+        )
+        found += [(link.issued_at, link.link_id) for link in page]
+        if after is None:
+            return found
+
+
+def test_one_users_links_are_found_by_the_hour_and_listed_newest_first(store):
+    """Users' links spread over days and hours, some in the same instant, read a page at a time."""
+    rng = random.Random(7)  # noqa: S311 (a repeatable spread, no secret)
+    users = ["7", "42", "42a", "4", "a:b@c+d"]
+    issued: dict[str, list[tuple[datetime, str]]] = {user: [] for user in users}
+    for step in range(40):
+        at = T0 + timedelta(minutes=rng.randrange(0, 3 * 24 * 60), microseconds=step)
+        if step % 5 == 0:
+            at = T0 + timedelta(hours=5)  # several batches in one instant
+        batch = [rng.choice(users) for _ in range(rng.randrange(1, 6))]
+        state = store.token_state("nobody")
+        links = [
+            LinkRecord(uuid.uuid4().hex[:22], user, "/", None, "k", at, at + 7 * DAY, state.epoch)
+            for user in batch
+        ]
+        store.record_links(links, state.incarnation, at)
+        for link in links:
+            issued[link.user_id].append((at, link.link_id))
+    now = T0 + timedelta(hours=1)
+    for user in users:
+        want = sorted(issued[user], reverse=True)
+        for limit in (1, 3, 500):
+            assert every_page(store, user_id=user, at=now, limit=limit) == want, (user, limit)
+    everyone = sorted((pair for pairs in issued.values() for pair in pairs), reverse=True)
+    assert every_page(store, user_id=None, at=now, limit=7) == everyone
+    # Another user's link marks a place in the order too; an unknown one is refused.
+    other = issued["7"][0]
+    page, _ = store.links(
+        user_id="42", status=None, after=other[1], limit=500, expired_before=now.timestamp()
+    )
+    assert [(link.issued_at, link.link_id) for link in page] == [
+        pair for pair in sorted(issued["42"], reverse=True) if pair < other
+    ]
+    with pytest.raises(LinkNotFoundError):
+        store.links(user_id="42", status=None, after="X" * 22, limit=5, expired_before=0)
+
+
+def test_a_user_index_entry_goes_with_its_link(store):
+    """Dropping a link past its expiry plus a day drops it from its user's listing too."""
+    record(store, 3, at=T0, ttl=timedelta(hours=1), user="9")
+    later = T0 + 2 * DAY
+    (kept,) = record(store, 1, at=later, ttl=timedelta(hours=1), user="9")
+    page, _ = store.links(
+        user_id="9", status=None, after=None, limit=50, expired_before=later.timestamp()
+    )
+    assert [link.link_id for link in page] == [kept]
