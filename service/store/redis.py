@@ -1205,9 +1205,12 @@ class RedisStore:
                 continue  # small: the final UNLINK takes it
             key = f"{data}{name}"
             if name in _REAP_HASHES:
-                _, fields = self.redis.hscan(key, 0, count=budget)
+                # Random fields, not HSCAN from cursor 0: once the first
+                # buckets are emptied, a scan from 0 finds nothing in its
+                # COUNT and a step would free nothing, for ever.
+                fields = self.redis.hrandfield(key, budget)
                 if fields:
-                    self.redis.hdel(key, *list(fields)[:budget])
+                    self.redis.hdel(key, *fields)
             else:
                 self.redis.zremrangebyrank(key, 0, budget - 1)
             return True

@@ -693,6 +693,24 @@ def test_a_live_tenant_left_in_the_trash_never_stops_the_reaping_of_the_others(s
     assert store.tenant("acme").token_state("42").user_epoch != 0
 
 
+def test_a_tenant_of_thousands_is_reaped_in_a_bounded_number_of_steps(store, raw, prefix):
+    """Hashes big enough to be hash tables (not listpacks) shrink by a budget every step."""
+    store.create_tenant("acme", "https://acme.example.com", actor="a", reason="r", now=T0)
+    acme = store.tenant("acme")
+    for user in range(3000):
+        acme.revoke_user(f"u{user}", actor="a", reason="r", now=T0)
+    epochs = data(raw, prefix, "user_epochs", tenant="acme")
+    assert raw.object("encoding", epochs) == "hashtable"
+    store.delete_tenant("acme", actor="a", reason="r", now=T0)
+
+    steps = 0
+    while store.reap(budget=100):
+        steps += 1
+        # user_epochs, audit and audit_at: 30 full steps each, and a few more
+        assert steps < 120, raw.hlen(epochs)
+    assert not raw.exists(epochs)
+
+
 def test_a_big_tenant_is_reaped_a_slice_at_a_time(store, raw, prefix):
     """No step frees more than its budget of one collection: the pauses spread the work."""
     store.create_tenant("acme", "https://acme.example.com", actor="a", reason="r", now=T0)
