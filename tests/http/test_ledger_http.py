@@ -62,6 +62,26 @@ def test_the_batch_names_each_link(client, enabled):
     assert answers[1]["link_id"] is None
 
 
+def test_every_link_of_a_big_batch_is_in_the_ledger_when_its_answer_returns(client, enabled):
+    """A batch over one ledger chunk (written while the next is signed) is all there, at once."""
+    items = [
+        {"user_id": str(n % 7), "email": f"u{n % 7}@example.com",
+         "recipients": {"to": [f"u{n % 7}@example.com"]}}
+        for n in range(620)
+    ]  # fmt: skip
+    answers = client.post(
+        "/v1/links/batch", json={"items": items}, headers=auth("issuer-key")
+    ).json["items"]
+    listed, after = [], None
+    while True:
+        page = ledger(client, limit=500, **({"after": after} if after else {}))
+        listed += [link["link_id"] for link in page["links"]]
+        if (after := page["next"]) is None:
+            break
+    assert sorted(listed) == sorted(answer["link_id"] for answer in answers)
+    assert len(set(listed)) == 620
+
+
 def test_a_link_is_in_the_ledger_when_its_answer_returns(frozen, client, enabled):
     _, link_id = issued(enabled, target="/tickets/7", reference="ticket 7, reply 2")
     expected = {
