@@ -183,6 +183,8 @@ _TENANT_DATA = (
     "bound",
     "bound_exp",
 )
+#: Entries one reaping command removes (a step of the reaper sends several).
+_REAP_PER_COMMAND = 50
 #: The collections of a deleted tenant that can grow big, shrunk a slice at a time.
 _REAP_HASHES = ("user_epochs", "links", "voided", "bound", "keys", "digests", "used")
 _REAP_SORTED_SETS = (
@@ -1204,15 +1206,21 @@ class RedisStore:
             if size <= budget:
                 continue  # small: the final UNLINK takes it
             key = f"{data}{name}"
-            if name in _REAP_HASHES:
-                # Random fields, not HSCAN from cursor 0: once the first
-                # buckets are emptied, a scan from 0 finds nothing in its
-                # COUNT and a step would free nothing, for ever.
-                fields = self.redis.hrandfield(key, budget)
-                if fields:
+            # A few small commands, not one of ``budget`` entries: Redis runs
+            # one command at a time, so a click that arrives meanwhile waits
+            # for one small command, not for the whole step.
+            for first in range(0, budget, _REAP_PER_COMMAND):
+                count = min(_REAP_PER_COMMAND, budget - first)
+                if name in _REAP_HASHES:
+                    # Random fields, not HSCAN from cursor 0: once the first
+                    # buckets are emptied, a scan from 0 finds nothing in its
+                    # COUNT and a step would free nothing, for ever.
+                    fields = self.redis.hrandfield(key, count)
+                    if not fields:
+                        break
                     self.redis.hdel(key, *fields)
-            else:
-                self.redis.zremrangebyrank(key, 0, budget - 1)
+                elif not self.redis.zremrangebyrank(key, 0, count - 1):
+                    break
             return True
         return False
 
