@@ -2,14 +2,16 @@
 
 One code path for the API (``POST /v1/links`` and its batch) and the admin
 console's preview: :func:`parse_link_request` validates one request,
-:func:`decide` says whether the email may carry a token and why not, and
-:func:`build_links` issues the tokens and writes the URLs.
+:func:`decide` says whether the email may carry a token and why not,
+:func:`build_links` issues the tokens and writes the URLs, and
+:func:`issue_links` does that a chunk at a time for a store that writes each
+chunk's ledger entries while the next chunk is signed.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Container, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -27,6 +29,7 @@ __all__ = [
     "LinkRequest",
     "build_links",
     "decide",
+    "issue_links",
     "json_integer",
     "parse_link_request",
     "validate_target",
@@ -312,3 +315,39 @@ def build_links(
             )
         )
     return answers, ledger
+
+
+#: Links a batch signs at a time, while the store writes the chunk before.
+LEDGER_CHUNK = 200
+
+
+def issue_links(
+    requests: Sequence[LinkRequest],
+    state: IssueState,
+    *,
+    write: Callable[[Iterable[list[LinkRecord]]], None] | None,
+    **build: Any,
+) -> list[LinkAnswer]:
+    """Issue ``requests`` as :func:`build_links` does, ``LEDGER_CHUNK`` at a time.
+
+    :param write: takes the chunks' ledger entries as they are made and has
+        written them all when it returns (``Store.record_link_chunks``);
+        ``None``: the ledger is off. An error of it is raised here, and no
+        answer is handed out.
+    :param build: the keyword arguments of :func:`build_links`.
+    """
+    answers: list[LinkAnswer] = []
+
+    def chunks() -> Iterator[list[LinkRecord]]:
+        for first in range(0, len(requests), LEDGER_CHUNK):
+            part, issued = build_links(requests[first : first + LEDGER_CHUNK], state, **build)
+            answers.extend(part)
+            if issued:
+                yield issued
+
+    if write is None:
+        for _ in chunks():
+            pass
+    else:
+        write(chunks())
+    return answers

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 from flask import Blueprint, current_app, g, jsonify
@@ -10,8 +11,9 @@ from flask import Blueprint, current_app, g, jsonify
 from service.clock import utcnow
 from service.errors import ApiError
 from service.http import read_json, require_role
-from service.links import LinkAnswer, LinkRequest, build_links, parse_link_request
+from service.links import LinkAnswer, LinkRequest, issue_links, parse_link_request
 from service.ratelimit import hit
+from service.store import LinkRecord
 from service.tenancy import limit_identity, path_tenant, portal_base_url, store
 
 bp = Blueprint("links", __name__, url_prefix="/v1/links")
@@ -26,9 +28,17 @@ def _answer(requests: list[LinkRequest]) -> list[LinkAnswer]:
     # One store read for the whole batch: settings, epochs, incarnation, portal.
     state = tenant.issue_state([r.user_id for r in requests])
     now = utcnow()
-    answers, issued = build_links(
+
+    def write(chunks: Iterable[list[LinkRecord]]) -> None:
+        tenant.record_link_chunks(chunks, state.incarnation, now)
+
+    # In the ledger before any link is handed out: a store that cannot write
+    # it answers 503, and no link is out there unaccounted for (a batch that
+    # fails part-way may leave its first chunks' entries: links never given).
+    answers = issue_links(
         requests,
         state,
+        write=write if deployment.link_ledger else None,
         ring=current_app.extensions["ring"],
         base_url=portal_base_url(state.portal_base_url),
         token_param=deployment.token_param,
@@ -36,10 +46,6 @@ def _answer(requests: list[LinkRequest]) -> list[LinkAnswer]:
         tenant_id=g.tenant_id,
         issued_by=g.actor,
     )
-    if issued and deployment.link_ledger:
-        # In the ledger before any link is handed out: a store that cannot
-        # write it answers 503, and no link is out there unaccounted for.
-        tenant.record_links(issued, state.incarnation, now)
     # One increment per distinct outcome, not per answer: a batch has 1000.
     counts = Counter((a.auto_login, a.reason or "none") for a in answers)
     links_counter = current_app.extensions["metrics"].links

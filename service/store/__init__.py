@@ -13,7 +13,7 @@ holds data of the wrong shape: the caller then refuses, it never guesses.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol
@@ -358,6 +358,19 @@ class Store(Protocol):
 
         Also drops a bounded number of entries past their expiry plus a day,
         so the ledger never outgrows the links of the longest lifetime.
+        """
+        ...
+
+    def record_link_chunks(
+        self, chunks: Iterable[Sequence[LinkRecord]], incarnation: str, now: datetime
+    ) -> None:
+        """:meth:`record_links` for links made a chunk at a time, as ``chunks`` yields them.
+
+        All are written when this returns. The store may start a chunk's
+        write before the next chunk is made (Redis: each chunk's script is
+        sent at once, the replies read at the end), so a batch's signing and
+        its ledger write overlap; a failure part-way may leave the first
+        chunks written.
         """
         ...
 

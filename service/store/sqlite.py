@@ -15,7 +15,7 @@ import os
 import secrets
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from itertools import chain
@@ -1123,6 +1123,13 @@ class SqliteStore:
             conn.execute(_CLEANUPS[0], (cutoff - LEDGER_GRACE_SECONDS, budget))
             conn.execute(_CLEANUPS[1], (cutoff, budget))
             conn.execute(_CLEANUPS[2], (cutoff, budget))
+
+    def record_link_chunks(
+        self, chunks: Iterable[Sequence[LinkRecord]], incarnation: str, now: datetime
+    ) -> None:
+        # One transaction for the batch: SQLite works in this thread, nothing
+        # to overlap with the signing.
+        self.record_links([link for chunk in chunks for link in chunk], incarnation, now)
 
     @staticmethod
     def _link(row: Sequence[Any]) -> LinkRecord:

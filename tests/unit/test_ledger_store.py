@@ -184,3 +184,41 @@ def test_a_user_index_entry_goes_with_its_link(store):
         user_id="9", status=None, after=None, limit=50, expired_before=later.timestamp()
     )
     assert [link.link_id for link in page] == [kept]
+
+
+def test_links_written_a_chunk_at_a_time_are_all_there_when_the_call_returns(store):
+    """record_link_chunks: each chunk is made after the one before went out (Redis pipelines)."""
+    state = store.token_state("nobody")
+    made: list[str] = []
+
+    def chunks():
+        for n in range(4):
+            chunk = [
+                LinkRecord(
+                    uuid.uuid4().hex[:22], f"u{i}", "/", None, "k", T0, T0 + DAY, state.epoch
+                )
+                for i in range(n * 30, n * 30 + 30)
+            ]
+            made.extend(link.link_id for link in chunk)
+            yield chunk
+
+    store.record_link_chunks(chunks(), state.incarnation, T0)
+    listed = every_page(store, user_id=None, at=T0, limit=500)
+    assert sorted(link_id for _, link_id in listed) == sorted(made)
+
+
+def test_chunks_sent_after_redis_lost_its_scripts_are_written_all_the_same(store, store_url):
+    """A NOSCRIPT reply (Redis restarted, SCRIPT FLUSH) sends that chunk again the script's way."""
+    if not store_url.startswith("redis"):
+        pytest.skip("Redis only: scripts")
+    from redis import Redis
+
+    Redis.from_url(store_url).script_flush()
+    state = store.token_state("nobody")
+    chunks = [
+        [LinkRecord(uuid.uuid4().hex[:22], "7", "/", None, "k", T0, T0 + DAY, state.epoch)]
+        for _ in range(3)
+    ]
+    store.record_link_chunks(iter(chunks), state.incarnation, T0)
+    page, _ = store.links(user_id="7", status=None, after=None, limit=50, expired_before=0)
+    assert len(page) == 3
