@@ -6,6 +6,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -122,15 +123,19 @@ class Stores:
 
     def open(self, name: str, *, redis_db: int = 0) -> Store:
         """Open store ``name``; on Redis in database ``redis_db`` (each has its own keyspace)."""
+        store = self.opener(name, redis_db=redis_db)()
+        self.opened.append(store)
+        return store
+
+    def opener(self, name: str, *, redis_db: int = 0) -> Callable[[], Store]:
+        """Return what opens store ``name`` anew (picklable: a reaper's process calls it)."""
         if self.kind == "SQLite":
             url = f"sqlite:///{self.path(name)}"
             options: dict[str, Any] = {"instance_path": str(self.tmp)}
         else:
             url = self._redis_url(redis_db)
             options = {"key_prefix": f"bench-{self.section}-{name}:"}
-        store = open_store(url, defaults=self.defaults, options=options)
-        self.opened.append(store)
-        return store
+        return partial(open_store, url, defaults=self.defaults, options=options)
 
     def path(self, name: str) -> Path:
         return self.tmp / f"{self.section}-{name}.db"

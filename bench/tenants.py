@@ -377,7 +377,7 @@ def delete_in_this_process(
 def _delete_there(stores: Stores, name: str, tid: str, conn: Connection) -> None:
     """The other process: its own store and reaper; delete on the word, report when."""
     store = stores.open(name)
-    reaper = Reaper(store)
+    reaper = Reaper(store, stores.opener(name))
     conn.send("ready")
     conn.recv()
     conn.send(_delete(store, reaper, tid))
@@ -446,7 +446,7 @@ def bench_delete(stores: Stores, users: int, deletes: int) -> None:
     store = stores.open(name)
     create(store, "busy")
     verify = verifier(store, "busy", ring())
-    reaper = Reaper(store)
+    reaper = Reaper(store, stores.opener(name))
     sizes = (users, CONTROL_USERS)
     fillers = {size: Filler(stores, store, name, size) for size in sizes}
     pools = {(label, size): Pool() for label, _ in PLACES for size in sizes}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 from flask import Flask, Request, Response
@@ -84,7 +85,14 @@ def create_app(
         )
     for module in (tenants, ops):
         app.register_blueprint(module.bp)
-    reaper = app.extensions["reaper"] = Reaper(store)
+    # The reaper opens its own store in a process of its own for a big delete.
+    opener = partial(
+        open_store,
+        deployment.store_url,
+        defaults=Settings(False, deployment.default_ttl_seconds),
+        options=deployment.store_options,
+    )
+    reaper = app.extensions["reaper"] = Reaper(store, opener)
 
     @app.before_request
     def _resume_deletions() -> None:

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
-import threading
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -19,7 +17,8 @@ from typing import Any
 from service.admin import validate_reason
 from service.clock import isoformat
 from service.config import ROLES, check_portal_base_url
-from service.errors import ApiError, ConfigError, StoreError
+from service.errors import ApiError, ConfigError
+from service.reaper import Reaper
 from service.store import DEFAULT_TENANT, KeyRecord, Store, TenantInfo
 from service.tenancy import new_tenant_key, validate_tenant_id
 
@@ -44,10 +43,6 @@ log = logging.getLogger("service.tenants")
 
 #: Names of tenant API keys.
 KEY_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
-#: Rows or keys of a deleted tenant the reaper removes per step, and its pause
-#: between steps: other tenants' calls pass between any two.
-REAP_BUDGET = 500
-REAP_PAUSE_SECONDS = 0.01
 
 
 def _invalid(detail: str) -> ApiError:
@@ -174,67 +169,3 @@ def delete_tenant(
     reason = validate_reason(reason)
     store.delete_tenant(tenant_id, actor=actor, reason=reason, now=now)
     reaper.kick()
-
-
-class Reaper:
-    """Removes deleted tenants' data in the background, a bounded step at a time.
-
-    One thread per process at most, started when a tenant is deleted and at
-    a process's first request (so a deletion interrupted by a restart goes
-    on); it ends when nothing is left. Every worker may run one: each step is
-    safe to repeat, and never touches a live tenant.
-    """
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._pid = os.getpid()
-        self._closed = threading.Event()
-
-    def kick(self) -> None:
-        """Start the reaper thread unless it runs already."""
-        with self._lock:
-            if self._closed.is_set():
-                return
-            if self._pid != os.getpid():  # forked: the parent's thread is not ours
-                self._thread, self._pid = None, os.getpid()
-            if self._thread is not None and self._thread.is_alive():
-                return
-            self._thread = threading.Thread(target=self._run, name="tenant-reaper", daemon=True)
-            self._thread.start()
-
-    def _run(self) -> None:
-        failures = 0
-        while not self._closed.is_set():
-            try:
-                more = self.store.reap(budget=REAP_BUDGET)
-            except StoreError as e:
-                failures += 1
-                log.warning("tenant reaper: %s", e)
-                if failures >= 5:
-                    return  # the next kick tries again
-                self._closed.wait(1.0)
-                continue
-            if not more:
-                return
-            self._closed.wait(REAP_PAUSE_SECONDS)
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Wait for this process's reaper thread to end; False if it still runs after ``timeout``.
-
-        It ends when nothing is left to remove, or after repeated store
-        failures (logged; the next kick, in any process, goes on).
-        """
-        thread = self._thread
-        if thread is None or self._pid != os.getpid():
-            return True
-        thread.join(timeout)
-        return not thread.is_alive()
-
-    def close(self) -> None:
-        """Stop the thread (at the end of its step) before the store closes."""
-        self._closed.set()
-        thread = self._thread
-        if thread is not None and thread.is_alive() and self._pid == os.getpid():
-            thread.join(timeout=10)

@@ -980,7 +980,7 @@ def test_reap_leaves_other_tenants_and_default_alone(app, client, links):
 
 def test_the_background_reaper_removes_a_deleted_tenant_s_data(app, client, config, monkeypatch):
     # Small steps, so that the thread takes many.
-    monkeypatch.setattr("service.tenants.REAP_BUDGET", 1)
+    monkeypatch.setattr("service.reaper.REAP_BUDGET", 1)
     made(client, "acme")
     fill(client, "acme")
     inc = incarnation(app, "acme")
