@@ -452,7 +452,7 @@ return 1
 """
 
 # A link's member of links_by_user: user, NUL, issue time (fixed width, so
-# that members sort by it), NUL, link id. RedisStore._by_user makes the same.
+# that members sort by it), NUL, link id. _by_user (service/store/redis/layout.py) makes the same.
 BY_USER = """
 local function by_user(user, issued_at, id)
   return user .. '\\0' .. string.format('%017.6f', issued_at) .. '\\0' .. id

@@ -1,4 +1,4 @@
-"""Where the Redis store keeps a tenant's keys (service/store/redis.py), for tests."""
+"""Where the Redis store keeps a tenant's keys (service/store/redis/), for tests."""
 
 from __future__ import annotations
 
