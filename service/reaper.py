@@ -5,7 +5,8 @@ once and leaves its data to this: bounded steps (``store.reap``), a pause
 between, each safe to repeat and never touching a live tenant. The first
 step runs in a thread of the process that deleted (or that starts and finds
 a delete a restart interrupted); when there is more, the rest runs in a
-process of its own (``spawn``: a fresh interpreter that opens its own store),
+process of its own (``python -m service.reaper``: a fresh interpreter that
+opens its own store; the opener reaches it pickled on its stdin),
 so that a big tenant's removal does not share this worker's interpreter lock
 and CPU time with its clicks for seconds.
 """
@@ -13,12 +14,14 @@ and CPU time with its clicks for seconds.
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
+import pickle
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
-from multiprocessing.process import BaseProcess
-from typing import Any, Protocol
+from typing import Protocol
 
 from service.errors import StoreError
 from service.store import Store
@@ -68,14 +71,34 @@ def _reap(store: Store, stop: _Stop, *, steps: int | None = None) -> bool:
     return True
 
 
-def _reap_elsewhere(opener: Callable[[], Store], stop: Any) -> None:
-    """A reaper process: open the store, reap until done or stopped, close it."""
+def main() -> None:
+    """A reaper process (``python -m service.reaper``): the opener on stdin, reap, exit.
+
+    SIGTERM ends it at the end of a step; so does the end of the work.
+    """
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+    # Written by _start in the worker that started this process, nobody else.
+    opener = pickle.load(sys.stdin.buffer)  # noqa: S301
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     store = opener()
     try:
         _reap(store, stop)
     finally:
         store.close()
+
+
+def _start(opener: Callable[[], Store]) -> subprocess.Popen[bytes]:
+    """Start a reaper process, handing it ``opener`` (and this interpreter's import path)."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    process = subprocess.Popen(  # noqa: S603 (this interpreter, a fixed module)
+        [sys.executable, "-m", "service.reaper"], stdin=subprocess.PIPE, env=env
+    )
+    stdin = process.stdin
+    if stdin is not None:  # always, with stdin=PIPE
+        with stdin:
+            stdin.write(pickle.dumps(opener))
+    return process
 
 
 class Reaper:
@@ -95,8 +118,7 @@ class Reaper:
         self._opener = opener
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._process: BaseProcess | None = None
-        self._stop: Any = None
+        self._process: subprocess.Popen[bytes] | None = None
         self._pid = os.getpid()
         self._closed = threading.Event()
 
@@ -110,7 +132,7 @@ class Reaper:
                 self._pid = os.getpid()
             if self._thread is not None and self._thread.is_alive():
                 return
-            if self._process is not None and self._process.is_alive():
+            if self._process is not None and self._process.poll() is None:
                 return
             self._thread = threading.Thread(target=self._run, name="tenant-reaper", daemon=True)
             self._thread.start()
@@ -123,18 +145,13 @@ class Reaper:
             return
         if self._opener is None or self._closed.is_set():
             return
-        context = multiprocessing.get_context("spawn")
         with self._lock:
             if self._closed.is_set():
                 return
-            self._stop = context.Event()
-            self._process = context.Process(
-                target=_reap_elsewhere,
-                args=(self._opener, self._stop),
-                name="tenant-reaper",
-                daemon=True,
-            )
-            self._process.start()
+            try:
+                self._process = _start(self._opener)
+            except OSError as e:  # no process to be had: the next kick tries again
+                log.warning("tenant reaper: cannot start its process: %s", e)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for this process's reaping to end; False if it still runs after ``timeout``.
@@ -151,8 +168,10 @@ class Reaper:
                 return False
         process = self._process
         if process is not None:
-            process.join(timeout)
-            return not process.is_alive()
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                return False
         return True
 
     def close(self) -> None:
@@ -161,11 +180,17 @@ class Reaper:
         if self._pid != os.getpid():
             return
         with self._lock:
-            thread, process, stop = self._thread, self._process, self._stop
+            thread, process = self._thread, self._process
         if thread is not None and thread.is_alive():
             thread.join(timeout=10)
-        if process is not None and process.is_alive():
-            stop.set()
-            process.join(timeout=10)
-            if process.is_alive():
-                process.terminate()
+        if process is not None and process.poll() is None:
+            process.terminate()  # SIGTERM: it stops at the end of its step
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+if __name__ == "__main__":
+    main()

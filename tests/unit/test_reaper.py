@@ -43,7 +43,7 @@ def test_a_big_delete_is_reaped_in_a_process_of_its_own(store, opener, monkeypat
     reaper = Reaper(store, opener)
     reaper.kick()
     assert reaper.wait(timeout=60)
-    assert reaper._process is not None and reaper._process.exitcode == 0
+    assert reaper._process is not None and reaper._process.returncode == 0
     assert store.reap(budget=REAP_BUDGET) is False  # nothing left
     # The tenant's id is free and the new one shares nothing.
     store.create_tenant("acme", "https://acme.example.com", actor="a", reason="r", now=T0)
