@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "_ADDED_COLUMNS",
+    "_BACKFILLS",
     "_CLEANUPS",
     "_COUNTER_INCR",
     "_INSERT_LINK",
@@ -152,6 +153,10 @@ _ADDED_COLUMNS = (
     ("links", "epoch_id", "INTEGER NOT NULL DEFAULT 0"),
     ("links", "issue_hour", "INTEGER NOT NULL DEFAULT 0"),
 )
+#: What fills a column added above in rows written before it (once, when it is added).
+_BACKFILLS = {
+    ("links", "issue_hour"): "UPDATE links SET issue_hour = CAST(issued_at / 3600 AS INTEGER)",
+}
 # After the columns: a user's links are found by the hour they were issued in,
 # then the user. A batch's links all go into the current hour's part of the
 # index, a few pages, where an index by user first (the one dropped here) took
@@ -159,7 +164,6 @@ _ADDED_COLUMNS = (
 # time of a batch's write went into writing those pages out again.
 _LATE_SCHEMA = (
     "DROP INDEX IF EXISTS links_user",
-    "UPDATE links SET issue_hour = CAST(issued_at / 3600 AS INTEGER) WHERE issue_hour = 0",
     "CREATE INDEX IF NOT EXISTS links_user_hour ON links (tenant, issue_hour, user_id)",
 )
 

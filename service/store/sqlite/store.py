@@ -37,6 +37,7 @@ from service.store.sqlite.logs import LogsMixin
 from service.store.sqlite.rows import _settings, _ts
 from service.store.sqlite.schema import (
     _ADDED_COLUMNS,
+    _BACKFILLS,
     _LATE_SCHEMA,
     _META,
     _SCHEMA,
@@ -136,6 +137,8 @@ class SqliteStore(
                 columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
                 if column not in columns:
                     conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+                    if (table, column) in _BACKFILLS:
+                        conn.execute(_BACKFILLS[table, column])
             for statement in _LATE_SCHEMA:
                 conn.execute(statement)
             if legacy is not None:
