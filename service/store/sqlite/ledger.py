@@ -83,8 +83,10 @@ class LedgerMixin:
         self, chunks: Iterable[Sequence[LinkRecord]], incarnation: str, now: datetime
     ) -> None:
         # One transaction for the batch: SQLite works in this thread, nothing
-        # to overlap with the signing.
-        self.record_links([link for chunk in chunks for link in chunk], incarnation, now)
+        # to overlap with the signing. No token issued (plain links): no write.
+        links = [link for chunk in chunks for link in chunk]
+        if links:
+            self.record_links(links, incarnation, now)
 
     @staticmethod
     def _link(row: Sequence[Any]) -> LinkRecord:
