@@ -336,6 +336,8 @@ def issue_links(
         answer is handed out.
     :param build: the keyword arguments of :func:`build_links`.
     """
+    if write is None:
+        return build_links(requests, state, **build)[0]
     answers: list[LinkAnswer] = []
 
     def chunks() -> Iterator[list[LinkRecord]]:
@@ -345,9 +347,5 @@ def issue_links(
             if issued:
                 yield issued
 
-    if write is None:
-        for _ in chunks():
-            pass
-    else:
-        write(chunks())
+    write(chunks())
     return answers
