@@ -23,9 +23,9 @@ from service.errors import ConfigError
 __all__ = [
     "DEFAULT_ROLE_MAILBOXES",
     "DEFAULT_TENANT",
+    "EPOCH_VALUES",
     "LEDGER_CLEANUP_EXTRA",
     "LEDGER_GRACE_SECONDS",
-    "EPOCH_VALUES",
     "AuditEvent",
     "EpochInfo",
     "IssueState",
