@@ -100,6 +100,13 @@ def issue(
     return [(a.url.split("auto_login=", 1)[1], a.link_id) for a in answers if a.auto_login]
 
 
+def void(store: Store, link_id: str, now: datetime) -> None:
+    """Void one link as ``POST /v1/admin/links/{id}/revoke`` does (ledger on)."""
+    store.revoke_link(
+        link_id, ledger=True, max_ttl=MAX_TTL, leeway=LEEWAY, actor=ACTOR, reason="bench", now=now
+    )
+
+
 # -- 1. a batch of 1000 --------------------------------------------------------
 
 
@@ -289,15 +296,7 @@ def bench_voided(stores: Stores, voided: int, reps: int) -> None:
             void_in_bulk(stores, store, name, ids)
             # One more through the real path: it must read back as the bulk ones.
             real = fill_ledger(store, 1, now)[0]
-            store.revoke_link(
-                real,
-                ledger=True,
-                max_ttl=MAX_TTL,
-                leeway=LEEWAY,
-                actor=ACTOR,
-                reason="bench",
-                now=_now(),
-            )
+            void(store, real, _now())
             real_event, bulk_event = store.audit_events(limit=2)
             incarnation = store.token_state("nobody").incarnation
             states = [
@@ -317,15 +316,7 @@ def bench_voided(stores: Stores, voided: int, reps: int) -> None:
     # And a voided link of the big one is refused (the read finds the revocation).
     big = opened["voided"]
     token, link_id = issue(big, keys, requests_for(["43"]), _now())[0]
-    big.revoke_link(
-        link_id,
-        ledger=True,
-        max_ttl=MAX_TTL,
-        leeway=LEEWAY,
-        actor=ACTOR,
-        reason="bench",
-        now=_now(),
-    )
+    void(big, link_id, _now())
     try:
         clicker(big, keys, token)()
     except RevokedTokenError:
@@ -396,15 +387,7 @@ def bench_week(stores: Stores, batch: int, voids: int) -> None:
         links = issue(store, keys, requests_for(users), t)
         issued += [(t.timestamp(), t.timestamp() + LIFETIME)] * len(links)
         for _, link_id in links[:voids]:  # a few leak and are voided at once
-            store.revoke_link(
-                link_id,
-                ledger=True,
-                max_ttl=MAX_TTL,
-                leeway=LEEWAY,
-                actor=ACTOR,
-                reason="bench",
-                now=t,
-            )
+            void(store, link_id, t)
             voided.append(t.timestamp() + LIFETIME + LEEWAY)
         t += step
     last = t - step
