@@ -1,10 +1,15 @@
-"""The admin console's browser tests: one gunicorn server, one Chromium, a page that checks the CSP.
+"""Fixtures of the end-to-end tests.
 
-Shared by tests/e2e/test_console_*browser_e2e.py (a module's own fixture of the
-same name, as in test_gunicorn_e2e.py, takes precedence).
+The admin console's browser tests (tests/e2e/test_console_*browser_e2e.py):
+one gunicorn server, one Chromium, a page that checks the CSP. The replicated
+Redis tests (Sentinel, Cluster): ``launch``, hosts on a store URL. A module's
+own fixture of the same name (as in test_gunicorn_e2e.py, test_redis_e2e.py)
+takes precedence.
 """
 
 from __future__ import annotations
+
+import secrets
 
 import pytest
 
@@ -49,3 +54,35 @@ def page(browser, server):
     context.close()
     # Nothing the console serves is blocked by its own policy.
     assert page.csp_violations == []
+
+
+@pytest.fixture
+def launch(tmp_path):
+    """Start gunicorn hosts on a store URL, each with a key prefix of its own (``.prefix``).
+
+    Stops them after the test and checks that no host logged a secret.
+    """
+    servers: list[GunicornServer] = []
+
+    def launch(store_url: str, **extra) -> GunicornServer:
+        prefix = f"ha-{secrets.token_hex(4)}:"
+        config = production_config(
+            store_url,
+            STORE_KEY_PREFIX=prefix,
+            RATE_LIMITS_ENABLED=False,  # the loads are far above the default limits
+            # WAIT gets 1 s: a loaded test machine's replicas confirm within it.
+            REDIS_SOCKET_TIMEOUT_SECONDS=2.0,
+            **extra,
+        )
+        workdir = tmp_path / f"host-{len(servers)}"
+        workdir.mkdir()
+        server = GunicornServer(config, workdir)
+        server.prefix = prefix
+        servers.append(server)
+        server.start()
+        return server
+
+    yield launch
+    for server in servers:
+        server.stop()
+        assert_no_secret_in(server.log(), tokens=[])

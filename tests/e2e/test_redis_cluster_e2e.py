@@ -19,47 +19,14 @@ import pytest
 import redis
 import requests
 
-from tests.conftest import production_config
-from tests.e2e.test_gunicorn_e2e import assert_no_secret_in
-from tests.support.gunicorn_server import GunicornServer
 from tests.support.ha_load import Load, call, link, token_of
 from tests.support.redis_ha import RedisCluster, keyslot, wait_for
-
-PREFIX_BYTES = 4
 
 
 @pytest.fixture(scope="module")
 def shared_cluster():
     with RedisCluster(primaries=3, replicas=1) as cluster:
         yield cluster
-
-
-@pytest.fixture
-def launch(tmp_path):
-    servers: list[GunicornServer] = []
-
-    def launch(store_url: str, **extra) -> GunicornServer:
-        prefix = f"cl-{secrets.token_hex(PREFIX_BYTES)}:"
-        config = production_config(
-            store_url,
-            STORE_KEY_PREFIX=prefix,
-            RATE_LIMITS_ENABLED=False,
-            # WAIT gets 1 s: a loaded test machine's replicas confirm within it.
-            REDIS_SOCKET_TIMEOUT_SECONDS=2.0,
-            **extra,
-        )
-        workdir = tmp_path / f"host-{len(servers)}"
-        workdir.mkdir()
-        server = GunicornServer(config, workdir)
-        server.prefix = prefix
-        servers.append(server)
-        server.start()
-        return server
-
-    yield launch
-    for server in servers:
-        server.stop()
-        assert_no_secret_in(server.log(), tokens=[])
 
 
 def tenants_on_every_shard(cluster: RedisCluster, per_shard: int = 1) -> dict[str, int]:

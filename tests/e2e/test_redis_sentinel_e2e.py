@@ -10,13 +10,8 @@ tokens were issued under it still leaves those tokens void at the next bump
 
 from __future__ import annotations
 
-import secrets
-
 import pytest
 
-from tests.conftest import production_config
-from tests.e2e.test_gunicorn_e2e import assert_no_secret_in
-from tests.support.gunicorn_server import GunicornServer
 from tests.support.ha_load import Load, call, link, token_of
 from tests.support.redis_ha import SentinelSet, wait_for
 from tests.support.redis_server import RedisServer
@@ -26,32 +21,6 @@ from tests.support.redis_server import RedisServer
 def sentinels():
     with SentinelSet() as sentinels:
         yield sentinels
-
-
-@pytest.fixture
-def launch(tmp_path):
-    servers: list[GunicornServer] = []
-
-    def launch(store_url: str, **extra) -> GunicornServer:
-        config = production_config(
-            store_url,
-            STORE_KEY_PREFIX=f"ha-{secrets.token_hex(4)}:",
-            RATE_LIMITS_ENABLED=False,  # the load is far above the default limits
-            # WAIT gets 1 s: a loaded test machine's replicas confirm within it.
-            REDIS_SOCKET_TIMEOUT_SECONDS=2.0,
-            **extra,
-        )
-        workdir = tmp_path / f"host-{len(servers)}"
-        workdir.mkdir()
-        server = GunicornServer(config, workdir)
-        servers.append(server)
-        server.start()
-        return server
-
-    yield launch
-    for server in servers:
-        server.stop()
-        assert_no_secret_in(server.log(), tokens=[])
 
 
 def enable(base: str) -> None:
