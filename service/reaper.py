@@ -45,11 +45,12 @@ class _Stop(Protocol):
     def wait(self, timeout: float | None = None) -> bool: ...
 
 
-def _reap(store: Store, stop: _Stop, *, steps: int | None = None) -> bool:
+def _reap(store: Store, stop: _Stop, *, steps: int | None = None) -> bool | None:
     """Reap in steps until nothing is left, ``stop`` is set or ``steps`` were taken.
 
-    :returns: whether more may remain (``steps`` ran out, or the store failed
-        ``MAX_FAILURES`` times in a row).
+    :returns: ``False`` when nothing is left, ``True`` when more may remain
+        (stopped, or ``steps`` ran out), ``None`` when the store failed
+        ``MAX_FAILURES`` times in a row (the next kick tries again).
     """
     failures = taken = 0
     while not stop.is_set():
@@ -61,7 +62,7 @@ def _reap(store: Store, stop: _Stop, *, steps: int | None = None) -> bool:
             failures += 1
             log.warning("tenant reaper: %s", e)
             if failures >= MAX_FAILURES:
-                return True  # the next kick tries again
+                return None
             stop.wait(1.0)
             continue
         failures, taken = 0, taken + 1
@@ -141,10 +142,9 @@ class Reaper:
         # A few steps here: a small tenant is done (a step per table or key
         # kind), and a process is started only for a big one (not at every
         # worker's first request).
-        if not _reap(self.store, self._closed, steps=THREAD_STEPS if self._opener else None):
-            return
-        if self._opener is None or self._closed.is_set():
-            return
+        more = _reap(self.store, self._closed, steps=THREAD_STEPS if self._opener else None)
+        if not more or self._opener is None or self._closed.is_set():
+            return  # done, failing (no process for a store that fails), or stopped
         with self._lock:
             if self._closed.is_set():
                 return
